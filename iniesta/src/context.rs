@@ -1,0 +1,148 @@
+//! Per-delivery facts a handler may need: attempt, final attempt, cancellation, lock state.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio_util::sync::CancellationToken;
+
+/// What the runtime knows about the delivery being handled.
+///
+/// Take it as a handler argument (it is an extractor) or read it from tests.
+///
+/// # Examples
+///
+/// ```
+/// use iniesta::{Context, Message};
+///
+/// #[iniesta::handler("Payment.charge")]
+/// async fn charge(msg: Message, ctx: Context) -> Result<(), iniesta::BoxError> {
+///     if ctx.is_final_attempt() {
+///         // last chance before the dead-letter queue: alert someone
+///     }
+///     tokio::select! {
+///         _ = ctx.cancelled() => Err("shutting down".into()),
+///         _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => Ok(()),
+///     }
+/// }
+/// # fn main() {}
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    handler: Arc<str>,
+    attempt: u32,
+    max_receive_count: Option<u32>,
+    fencing_token: Option<u64>,
+    cancellation: CancellationToken,
+    lock_lost: AtomicBool,
+}
+
+impl Context {
+    pub(crate) fn new(
+        handler: Arc<str>,
+        attempt: u32,
+        max_receive_count: Option<u32>,
+        fencing_token: Option<u64>,
+    ) -> Self {
+        Context {
+            inner: Arc::new(Inner {
+                handler,
+                attempt,
+                max_receive_count,
+                fencing_token,
+                cancellation: CancellationToken::new(),
+                lock_lost: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The attempt number: the message's receive count, 1 on the first delivery.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// The queue's `maxReceiveCount`, when it has a redrive policy.
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.inner.max_receive_count
+    }
+
+    /// Whether a failure now sends the message to the dead-letter queue.
+    ///
+    /// Always `false` when the queue has no redrive policy.
+    pub fn is_final_attempt(&self) -> bool {
+        self.inner
+            .max_receive_count
+            .is_some_and(|max| self.inner.attempt >= max)
+    }
+
+    /// The path of the handler running (`module::function` or `Type::method`).
+    pub fn handler_name(&self) -> &str {
+        &self.inner.handler
+    }
+
+    /// A fencing token from the lock (a number that grows with every acquisition of the key),
+    /// when fencing is enabled. Pass it to the storage you write so a stale holder is refused.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.inner.fencing_token
+    }
+
+    /// Whether the idempotency lock was lost while the handler ran (an extension failed).
+    ///
+    /// Another consumer may now handle the same message; a careful handler stops writing.
+    pub fn lock_lost(&self) -> bool {
+        self.inner.lock_lost.load(Ordering::Acquire)
+    }
+
+    /// Whether the runtime asked the handler to stop (timeout or shutdown).
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancellation.is_cancelled()
+    }
+
+    /// Completes when the runtime asks the handler to stop. The handler's future is dropped
+    /// soon after: use this to clean up first.
+    pub async fn cancelled(&self) {
+        self.inner.cancellation.cancelled().await
+    }
+
+    /// The cancellation token itself, to hand to spawned work.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.inner.cancellation.clone()
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.inner.cancellation.cancel();
+    }
+
+    pub(crate) fn mark_lock_lost(&self) {
+        self.inner.lock_lost.store(true, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("handler", &self.inner.handler)
+            .field("attempt", &self.inner.attempt)
+            .field("max_attempts", &self.inner.max_receive_count)
+            .field("fencing_token", &self.inner.fencing_token)
+            .field("cancelled", &self.is_cancelled())
+            .field("lock_lost", &self.lock_lost())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_attempt_needs_a_redrive_policy() {
+        assert!(!Context::new("h".into(), 5, None, None).is_final_attempt());
+        assert!(!Context::new("h".into(), 2, Some(3), None).is_final_attempt());
+        assert!(Context::new("h".into(), 3, Some(3), None).is_final_attempt());
+    }
+}

@@ -8,6 +8,8 @@ mod registry;
 mod state;
 
 pub mod config;
+pub mod lock;
+pub mod transport;
 
 #[doc(hidden)]
 #[path = "private.rs"]

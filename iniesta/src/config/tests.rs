@@ -1,0 +1,79 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+
+fn config(vars: &[(&str, &str)]) -> Result<Config> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(move |name| map.get(name).cloned())
+}
+
+#[test]
+fn defaults_match_iniesta() {
+    let c = config(&[]).unwrap();
+    assert_eq!(c.consumer.decode.event_attribute, "iniesta_pass");
+    assert_eq!(c.consumer.max_batch, 10);
+    assert_eq!(c.lock.ttl, Duration::from_secs(10));
+    assert_eq!(c.lock.retry_count, 1);
+    assert_eq!(c.lock.key_prefix, "sqs:event:");
+    assert_eq!(c.lock.redis_urls, vec!["redis://127.0.0.1:6379"]);
+    assert!(c.lock.processed_marker);
+    assert!(!c.lock.fail_open);
+    assert!(!c.sqs.is_configured());
+}
+
+#[test]
+fn out_of_range_values_name_the_variable() {
+    let err = config(&[("INIESTA_SQS_RECEIVE_MESSAGE_MAX_NUMBER_OF_MESSAGES", "11")]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("INIESTA_SQS_RECEIVE_MESSAGE_MAX_NUMBER_OF_MESSAGES"), "{text}");
+    assert!(text.contains("1 to 10"), "{text}");
+    let err = config(&[("INIESTA_SQS_RECEIVE_MESSAGE_WAIT_TIME_SECONDS", "abc")]).unwrap_err();
+    assert!(err.to_string().contains("0 to 20"));
+    let err = config(&[("INIESTA_LOCK_TIMEOUT", "ten")]).unwrap_err();
+    assert!(err.to_string().contains("INIESTA_LOCK_TIMEOUT"));
+    let err = config(&[("INIESTA_LOG_BODIES", "maybe")]).unwrap_err();
+    assert!(err.to_string().contains("true or false"));
+}
+
+#[test]
+fn redis_urls_are_validated_and_redacted() {
+    let c = config(&[("INIESTA_REDIS_URLS", "redis://a:1, rediss://:pw@b:2")]).unwrap();
+    assert_eq!(c.lock.redis_urls, vec!["redis://a:1", "rediss://:pw@b:2"]);
+    assert!(!format!("{:?}", c.lock).contains("pw"));
+    let err = config(&[("INIESTA_REDIS_URLS", "http://u:secret@a")]).unwrap_err();
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[test]
+fn queue_name_comes_from_the_template() {
+    let c = config(&[("INIESTA_ENVIRONMENT", "prod"), ("INIESTA_SERVICE_NAME", "billing")]).unwrap();
+    assert_eq!(c.sqs.resolved_queue_name().unwrap(), "iniesta-prod-billing");
+    let c = config(&[("INIESTA_SQS_QUEUE_NAME", "q1"), ("INIESTA_ENVIRONMENT", "prod")]).unwrap();
+    assert_eq!(c.sqs.resolved_queue_name().unwrap(), "q1");
+    let c = config(&[("INIESTA_ENVIRONMENT", "prod")]).unwrap();
+    let err = c.sqs.resolved_queue_name().unwrap_err().to_string();
+    assert!(err.contains("INIESTA_SERVICE_NAME"), "{err}");
+}
+
+#[test]
+fn endpoint_falls_back_to_the_aws_variables() {
+    let c = config(&[("AWS_ENDPOINT_URL", "http://a")]).unwrap();
+    assert_eq!(c.sqs.endpoint_url.as_deref(), Some("http://a"));
+    let c = config(&[("AWS_ENDPOINT_URL", "http://a"), ("AWS_ENDPOINT_URL_SQS", "http://b")]).unwrap();
+    assert_eq!(c.sqs.endpoint_url.as_deref(), Some("http://b"));
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+    assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+    assert_eq!(parse_duration("-1"), None);
+    assert_eq!(parse_duration("5 days"), None);
+}

@@ -1,0 +1,126 @@
+//! Idempotency locks: a message is never handled twice at once, nor again once handled.
+
+mod memory;
+#[cfg(feature = "redis")]
+pub mod redlock;
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use memory::MemoryLock;
+
+use crate::LockError;
+use crate::handler::BoxFuture;
+
+/// The outcome of trying to lock one key.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Acquisition {
+    /// The lock is ours until released or expired.
+    Acquired(Lease),
+    /// Another consumer holds it: skip the delivery (do not handle, do not delete).
+    Busy,
+    /// The message was handled already (processed marker): delete it without handling.
+    AlreadyProcessed,
+}
+
+/// A lock held on one key.
+#[derive(Clone)]
+pub struct Lease {
+    key: String,
+    token: String,
+    fencing_token: Option<u64>,
+    acquired_at: Instant,
+    validity: Duration,
+}
+
+impl Lease {
+    /// A lease on `key` under a random `token`, valid for `validity` from `acquired_at`.
+    pub fn new(key: String, token: String, acquired_at: Instant, validity: Duration) -> Self {
+        Lease {
+            key,
+            token,
+            fencing_token: None,
+            acquired_at,
+            validity,
+        }
+    }
+
+    /// Attaches a fencing token.
+    pub fn with_fencing_token(mut self, fencing_token: u64) -> Self {
+        self.fencing_token = Some(fencing_token);
+        self
+    }
+
+    /// The idempotency key locked.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The random value that proves ownership.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The fencing token, when fencing is enabled.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fencing_token
+    }
+
+    /// When the lease was taken (or last extended).
+    pub fn acquired_at(&self) -> Instant {
+        self.acquired_at
+    }
+
+    /// How long the lease holds from [`acquired_at`](Self::acquired_at).
+    pub fn validity(&self) -> Duration {
+        self.validity
+    }
+
+    /// Records a successful extension.
+    pub fn renewed(&mut self, at: Instant, validity: Duration) {
+        self.acquired_at = at;
+        self.validity = validity;
+    }
+}
+
+impl fmt::Debug for Lease {
+    // The token proves ownership: keep it out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &self.key)
+            .field("fencing_token", &self.fencing_token)
+            .field("validity", &self.validity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lock keyed by a message's idempotency key, with a processed marker.
+///
+/// Implementations: [`MemoryLock`] (one process) and the Redis Redlock (feature `redis`).
+/// Both pass the same behavioural test suite.
+pub trait IdempotencyLock: Send + Sync + 'static {
+    /// Tries to lock each key once (no waiting on busy keys). One result per key, in order.
+    ///
+    /// A batch goes out together (Redis: one pipelined round trip per server), so keys of one
+    /// received batch cost one round trip, not ten.
+    fn acquire(&self, keys: &[&str]) -> BoxFuture<'_, Vec<Result<Acquisition, LockError>>>;
+
+    /// Extends a lease by the lock's ttl. `Ok(false)`: the lease was lost (expired or taken).
+    fn extend<'a>(&'a self, lease: &'a mut Lease) -> BoxFuture<'a, Result<bool, LockError>>;
+
+    /// Releases a lease. Only the owner's token releases; a lost lease is left alone.
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), LockError>>;
+
+    /// Records that the message was handled, for `ttl`, so a redelivery is deleted unhandled.
+    fn mark_processed<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), LockError>>;
+
+    /// How long a lease holds before it must be extended.
+    fn ttl(&self) -> Duration;
+}

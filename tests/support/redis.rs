@@ -1,0 +1,1 @@
+//! Starting and reaching Redis servers for tests.

@@ -1,0 +1,1 @@
+//! Reaching the SQS emulator (moto) for tests.

@@ -21,7 +21,12 @@ impl<'a> Env<'a> {
             .filter(|v| !v.is_empty()))
     }
 
-    pub(super) fn int(&self, name: &str, min: usize, max: usize) -> Result<Option<usize>, ConfigError> {
+    pub(super) fn int(
+        &self,
+        name: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<usize>, ConfigError> {
         let Some(raw) = self.string(name)? else {
             return Ok(None);
         };
@@ -35,7 +40,12 @@ impl<'a> Env<'a> {
         }
     }
 
-    pub(super) fn fraction(&self, name: &str, min: f64, max: f64) -> Result<Option<f64>, ConfigError> {
+    pub(super) fn fraction(
+        &self,
+        name: &str,
+        min: f64,
+        max: f64,
+    ) -> Result<Option<f64>, ConfigError> {
         let Some(raw) = self.string(name)? else {
             return Ok(None);
         };

@@ -44,8 +44,8 @@ use std::time::Duration;
 use crate::message::{DecodeOptions, IdempotencyKey};
 use crate::{ConfigError, Result};
 
-pub(crate) use env::parse_duration;
 use env::Env;
+pub(crate) use env::parse_duration;
 
 /// The message attribute that carries the event key, as in iniesta (Python).
 pub const DEFAULT_EVENT_ATTRIBUTE: &str = "iniesta_pass";
@@ -153,13 +153,17 @@ impl ConsumerConfig {
     fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         let d = ConsumerConfig::default();
         let mut decode = DecodeOptions::default();
-        decode.event_attribute = env.string("INIESTA_SNS_EVENT_KEY")?.unwrap_or(decode.event_attribute);
+        decode.event_attribute = env
+            .string("INIESTA_SNS_EVENT_KEY")?
+            .unwrap_or(decode.event_attribute);
         decode.verify_md5 = env.bool("INIESTA_VERIFY_MD5")?.unwrap_or(true);
         if let Some(name) = env.string("INIESTA_IDEMPOTENCY_ATTRIBUTE")? {
             decode.idempotency_key = IdempotencyKey::Attribute(name);
         }
         Ok(ConsumerConfig {
-            concurrency: env.int("INIESTA_CONCURRENCY", 1, 100_000)?.unwrap_or(d.concurrency),
+            concurrency: env
+                .int("INIESTA_CONCURRENCY", 1, 100_000)?
+                .unwrap_or(d.concurrency),
             max_batch: env
                 .int("INIESTA_SQS_RECEIVE_MESSAGE_MAX_NUMBER_OF_MESSAGES", 1, 10)?
                 .unwrap_or(d.max_batch),
@@ -168,12 +172,16 @@ impl ConsumerConfig {
             heartbeat_fraction: env
                 .fraction("INIESTA_HEARTBEAT_FRACTION", 0.1, 0.9)?
                 .unwrap_or(d.heartbeat_fraction),
-            max_lease: env.duration("INIESTA_MAX_HANDLER_LEASE")?.unwrap_or(d.max_lease),
+            max_lease: env
+                .duration("INIESTA_MAX_HANDLER_LEASE")?
+                .unwrap_or(d.max_lease),
             retry_backoff: env.duration("INIESTA_RETRY_BACKOFF")?,
             retry_backoff_max: env
                 .duration("INIESTA_RETRY_BACKOFF_MAX")?
                 .unwrap_or(d.retry_backoff_max),
-            shutdown_grace: env.duration("INIESTA_SHUTDOWN_GRACE")?.unwrap_or(d.shutdown_grace),
+            shutdown_grace: env
+                .duration("INIESTA_SHUTDOWN_GRACE")?
+                .unwrap_or(d.shutdown_grace),
             log_bodies: env.bool("INIESTA_LOG_BODIES")?.unwrap_or(false),
         })
     }
@@ -280,7 +288,10 @@ impl SqsConfig {
         if !missing_env && !missing_service {
             return Ok(template
                 .replace("{env}", self.environment.as_deref().unwrap_or_default())
-                .replace("{service_name}", self.service_name.as_deref().unwrap_or_default()));
+                .replace(
+                    "{service_name}",
+                    self.service_name.as_deref().unwrap_or_default(),
+                ));
         }
         Err(ConfigError::Missing {
             what: "the SQS queue".into(),
@@ -388,8 +399,12 @@ impl LockConfig {
             retry_count: env
                 .int("INIESTA_LOCK_RETRY_COUNT", 0, 100)?
                 .map_or(d.retry_count, |n| n as u32),
-            retry_delay: env.duration("INIESTA_LOCK_RETRY_DELAY")?.unwrap_or(d.retry_delay),
-            key_prefix: env.string("INIESTA_LOCK_KEY_PREFIX")?.unwrap_or(d.key_prefix),
+            retry_delay: env
+                .duration("INIESTA_LOCK_RETRY_DELAY")?
+                .unwrap_or(d.retry_delay),
+            key_prefix: env
+                .string("INIESTA_LOCK_KEY_PREFIX")?
+                .unwrap_or(d.key_prefix),
             done_prefix: d.done_prefix,
             processed_marker: env
                 .bool("INIESTA_PROCESSED_MARKER")?
@@ -397,7 +412,9 @@ impl LockConfig {
             processed_ttl: env.duration("INIESTA_PROCESSED_MARKER_TTL")?,
             fail_open: env.bool("INIESTA_LOCK_FAIL_OPEN")?.unwrap_or(d.fail_open),
             fencing: env.bool("INIESTA_LOCK_FENCING")?.unwrap_or(d.fencing),
-            call_timeout: env.duration("INIESTA_REDIS_TIMEOUT")?.unwrap_or(d.call_timeout),
+            call_timeout: env
+                .duration("INIESTA_REDIS_TIMEOUT")?
+                .unwrap_or(d.call_timeout),
         })
     }
 }

@@ -29,7 +29,10 @@ fn defaults_match_iniesta() {
 fn out_of_range_values_name_the_variable() {
     let err = config(&[("INIESTA_SQS_RECEIVE_MESSAGE_MAX_NUMBER_OF_MESSAGES", "11")]).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("INIESTA_SQS_RECEIVE_MESSAGE_MAX_NUMBER_OF_MESSAGES"), "{text}");
+    assert!(
+        text.contains("INIESTA_SQS_RECEIVE_MESSAGE_MAX_NUMBER_OF_MESSAGES"),
+        "{text}"
+    );
     assert!(text.contains("1 to 10"), "{text}");
     let err = config(&[("INIESTA_SQS_RECEIVE_MESSAGE_WAIT_TIME_SECONDS", "abc")]).unwrap_err();
     assert!(err.to_string().contains("0 to 20"));
@@ -50,9 +53,17 @@ fn redis_urls_are_validated_and_redacted() {
 
 #[test]
 fn queue_name_comes_from_the_template() {
-    let c = config(&[("INIESTA_ENVIRONMENT", "prod"), ("INIESTA_SERVICE_NAME", "billing")]).unwrap();
+    let c = config(&[
+        ("INIESTA_ENVIRONMENT", "prod"),
+        ("INIESTA_SERVICE_NAME", "billing"),
+    ])
+    .unwrap();
     assert_eq!(c.sqs.resolved_queue_name().unwrap(), "iniesta-prod-billing");
-    let c = config(&[("INIESTA_SQS_QUEUE_NAME", "q1"), ("INIESTA_ENVIRONMENT", "prod")]).unwrap();
+    let c = config(&[
+        ("INIESTA_SQS_QUEUE_NAME", "q1"),
+        ("INIESTA_ENVIRONMENT", "prod"),
+    ])
+    .unwrap();
     assert_eq!(c.sqs.resolved_queue_name().unwrap(), "q1");
     let c = config(&[("INIESTA_ENVIRONMENT", "prod")]).unwrap();
     let err = c.sqs.resolved_queue_name().unwrap_err().to_string();
@@ -63,7 +74,11 @@ fn queue_name_comes_from_the_template() {
 fn endpoint_falls_back_to_the_aws_variables() {
     let c = config(&[("AWS_ENDPOINT_URL", "http://a")]).unwrap();
     assert_eq!(c.sqs.endpoint_url.as_deref(), Some("http://a"));
-    let c = config(&[("AWS_ENDPOINT_URL", "http://a"), ("AWS_ENDPOINT_URL_SQS", "http://b")]).unwrap();
+    let c = config(&[
+        ("AWS_ENDPOINT_URL", "http://a"),
+        ("AWS_ENDPOINT_URL_SQS", "http://b"),
+    ])
+    .unwrap();
     assert_eq!(c.sqs.endpoint_url.as_deref(), Some("http://b"));
 }
 

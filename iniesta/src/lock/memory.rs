@@ -126,7 +126,11 @@ impl IdempotencyLock for MemoryLock {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn mark_processed<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<(), LockError>> {
+    fn mark_processed<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
         let until = Instant::now() + ttl;
         self.state().processed.insert(key.to_owned(), until);
         Box::pin(std::future::ready(Ok(())))

@@ -221,4 +221,12 @@ pub enum LockError {
         /// Majority needed.
         needed: usize,
     },
+    /// A majority granted the lock, but so late that its validity had already run out.
+    #[error("lock granted too late: {elapsed:?} passed of a {ttl:?} ttl")]
+    TooSlow {
+        /// Time the servers took to answer.
+        elapsed: std::time::Duration,
+        /// The lock ttl.
+        ttl: std::time::Duration,
+    },
 }

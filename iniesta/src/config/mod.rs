@@ -45,7 +45,6 @@ use crate::message::{DecodeOptions, IdempotencyKey};
 use crate::{ConfigError, Result};
 
 use env::Env;
-pub(crate) use env::parse_duration;
 
 /// The message attribute that carries the event key, as in iniesta (Python).
 pub const DEFAULT_EVENT_ATTRIBUTE: &str = "iniesta_pass";

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::env::parse_duration;
 use super::*;
 
 fn config(vars: &[(&str, &str)]) -> Result<Config> {

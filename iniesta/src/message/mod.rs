@@ -1,7 +1,8 @@
 //! The message a handler receives.
 
 mod attribute;
-mod decode;
+pub(crate) mod decode;
+mod outgoing;
 mod raw;
 
 use std::any::Any;
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 pub use attribute::AttributeValue;
 pub use decode::{DecodeError, DecodeOptions, IdempotencyKey, SnsNotification};
+pub use outgoing::OutgoingMessage;
 pub use raw::{RawMessage, Receipt, SystemAttributes};
 
 /// One delivery of a queue message, decoded: event key, body, attributes.
@@ -26,12 +28,12 @@ pub use raw::{RawMessage, Receipt, SystemAttributes};
 /// # Examples
 ///
 /// ```
-/// use iniesta::testing::TestMessage;
+/// use iniesta::OutgoingMessage;
 ///
 /// #[derive(serde::Deserialize)]
 /// struct User { id: u64 }
 ///
-/// let msg = TestMessage::new("UserUpdated.user").body(r#"{"id": 7}"#).into_message();
+/// let msg = OutgoingMessage::new("UserUpdated.user").body(r#"{"id": 7}"#).into_message();
 /// assert_eq!(msg.event(), Some("UserUpdated.user"));
 /// assert_eq!(msg.json::<User>().unwrap().id, 7);
 /// assert_eq!(msg.receive_count(), 1);

@@ -9,7 +9,7 @@ pub mod sqs;
 
 use std::time::Duration;
 
-// pub use memory::{MemoryQueue, MemoryQueueBuilder, OutgoingMessage};
+pub use memory::{MemoryQueue, MemoryQueueBuilder};
 
 use crate::handler::BoxFuture;
 use crate::{RawMessage, Receipt, TransportError};

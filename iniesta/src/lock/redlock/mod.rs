@@ -1,0 +1,944 @@
+//! The Redis Redlock: a lock held on a majority of independent Redis servers (feature `redis`).
+//!
+//! # The algorithm
+//!
+//! [`Redlock`] follows the algorithm on redis.io, with each batch of keys pipelined:
+//!
+//! 1. For a received batch, one pipeline goes to every server at once, holding per key
+//!    `SET {key_prefix}{key} <token> NX PX <ttl>` and, when the processed marker is on,
+//!    `EXISTS {done_prefix}{key}`. Ten messages cost one round trip per server, not ten.
+//!    The token is 128 random bits, in hex.
+//! 2. A key is held when a majority of servers said yes and the time spent is below
+//!    `ttl - drift` (drift = 1% of the ttl + 2 ms). The lease is valid for `ttl - drift` from the
+//!    moment the request went out.
+//! 3. A key not held is released (compare-and-delete) on every server that may have granted it,
+//!    and reported as [`Acquisition::Busy`] when a majority answered (another consumer holds
+//!    it) or as [`LockError::NoQuorum`] when too few servers answered (Redis is down). Only the
+//!    latter is tried again, `retry_count` times after a jittered `retry_delay`: a busy key is
+//!    legitimately someone else's.
+//! 4. [`extend`](IdempotencyLock::extend) and [`release`](IdempotencyLock::release) run Lua
+//!    scripts that compare the token first, so only the owner extends or deletes.
+//!
+//! Every call to a server runs under the call timeout (`INIESTA_REDIS_TIMEOUT`), and answers are
+//! counted as they arrive: once a majority decides, the caller goes on and the slower servers'
+//! calls finish in the background. A hung server therefore costs nothing while the others
+//! answer, and a dead one fails its calls at once (its connection is retried on each call,
+//! never in a backoff that holds calls).
+//!
+//! # Keys
+//!
+//! | key | value | ttl |
+//! |---|---|---|
+//! | `{key_prefix}{key}` (`sqs:event:{key}`) | the owner's token | the lock ttl |
+//! | `{done_prefix}{key}` (`sqs:done:{key}`) | `1` | the processed-marker ttl |
+//! | `{key_prefix}fence:{key}` | the fencing counter | [`FENCE_TTL`] |
+//!
+//! (An idempotency key that itself starts with `fence:` would share its lock key with another
+//! key's counter; SQS and SNS message ids are UUIDs.)
+//!
+//! # The processed marker: found on any server means processed
+//!
+//! [`mark_processed`](IdempotencyLock::mark_processed) writes the marker on every server and
+//! succeeds on a majority. [`acquire`](IdempotencyLock::acquire) reports
+//! [`Acquisition::AlreadyProcessed`] when *any* server that answered has it, not a majority: a
+//! marker is only ever written after a handler succeeded, so one copy is proof enough, and
+//! requiring a majority would run a handler again whenever the marking reached only a minority
+//! (two of three servers down at that moment). Since a successful marking reaches a majority and
+//! every decision hears from a majority, the two always meet on at least one server.
+//!
+//! # Starting with servers down
+//!
+//! [`Redlock::connect`] fails only on settings that can never work (a malformed URL, an empty
+//! list, a ttl below 10 ms). Servers that do not answer at startup are logged and connected to
+//! on use: the consumer starts, takes no lock (and so handles nothing) while fewer than a
+//! majority answer, and resumes by itself when they return. At startup it also warns when the
+//! URLs are not independent servers (one host and port with several databases, as iniesta's
+//! Python default did, or two URLs reaching one server) and when their number is even.
+//!
+//! # Safety: an efficiency lock, not a correctness guarantee
+//!
+//! Martin Kleppmann's critique of Redlock ("How to do distributed locking", 2016) holds: a
+//! lease is a promise about time, and a process paused longer than the ttl (GC, swap, a
+//! stopped VM) or a server whose clock jumps can let two holders believe they own one key at
+//! once. Redis servers without persistence that restart at once forget the locks they granted
+//! (restart them no sooner than one ttl after a crash). So the lock makes duplicate handling
+//! *rare*; it does not make it impossible. A careful consumer combines it with:
+//!
+//! - the processed marker (on by default), which stops a handled message from running again
+//!   when its delete failed or it was delivered twice;
+//! - a fencing token (`INIESTA_LOCK_FENCING`), a number that grows with every acquisition of a
+//!   key, handed to the handler as [`Context::fencing_token`](crate::Context::fencing_token):
+//!   the storage the handler writes to keeps the largest token it has seen and refuses writes
+//!   that carry a smaller one, which turns a stale holder's late write into an error;
+//! - handlers that are idempotent where they can be (upserts, conditional writes).
+//!
+//! # Fencing tokens across several servers
+//!
+//! Each server keeps a counter per key, incremented (atomically with the `SET NX`, in a Lua
+//! script) only where the lock was granted. The token is the largest counter among the servers
+//! that granted. To keep tokens growing across holders that won on different majorities, a
+//! token is handed out only once a majority of servers hold a counter at least that large:
+//! usually the granting servers already agree; when they do not, a second round raises the
+//! lagging counters (never lowering any). Any later holder's majority then meets one of those
+//! servers and increments past the token. Counters expire after [`FENCE_TTL`] (SQS keeps a
+//! message at most 14 days) and are lost if a majority of servers lose their data.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use iniesta::config::Config;
+//! use iniesta::lock::redlock::Redlock;
+//! use iniesta::lock::{Acquisition, IdempotencyLock};
+//!
+//! # async fn run() -> iniesta::Result<()> {
+//! let config = Config::from_env()?;
+//! let lock = Redlock::connect(&config.lock).await?;
+//! for result in lock.acquire(&["message-1", "message-2"]).await {
+//!     match result {
+//!         Ok(Acquisition::Acquired(lease)) => {
+//!             // handle, mark processed, delete, then:
+//!             lock.release(&lease).await.ok();
+//!         }
+//!         Ok(Acquisition::Busy) => { /* another consumer has it: leave the message */ }
+//!         Ok(Acquisition::AlreadyProcessed) => { /* delete the message unhandled */ }
+//!         Ok(_) => {}
+//!         Err(e) => tracing::warn!(error = %e, "lock unavailable: leaving the message"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod instance;
+mod quorum;
+mod scripts;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use rand::Rng;
+use redis::{Pipeline, Script, Value};
+use tokio::time::Instant;
+
+use self::instance::{CallError, Instance};
+use self::quorum::{Count, Outcome, quorum};
+use super::{Acquisition, IdempotencyLock, Lease};
+use crate::config::LockConfig;
+use crate::handler::BoxFuture;
+use crate::{ConfigError, LockError};
+
+/// How long a fencing counter outlives its key's last acquisition: SQS's longest retention, after
+/// which no delivery of the message can come back.
+pub const FENCE_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// The shortest lock ttl accepted.
+const MIN_TTL: Duration = Duration::from_millis(10);
+
+/// The Redlock over the servers of `INIESTA_REDIS_URLS`.
+///
+/// Cheap to clone: clones share the connections. See the [module docs](self) for the algorithm,
+/// its failure modes and its limits.
+#[derive(Clone)]
+pub struct Redlock {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    instances: Vec<Arc<Instance>>,
+    quorum: usize,
+    ttl: Duration,
+    drift: Duration,
+    retry_count: u32,
+    retry_delay: Duration,
+    key_prefix: String,
+    done_prefix: String,
+    fence_prefix: String,
+    processed_marker: bool,
+    fencing: bool,
+}
+
+impl fmt::Debug for Redlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        let servers: Vec<&str> = inner.instances.iter().map(|i| i.name()).collect();
+        f.debug_struct("Redlock")
+            .field("servers", &servers)
+            .field("quorum", &inner.quorum)
+            .field("ttl", &inner.ttl)
+            .field("key_prefix", &inner.key_prefix)
+            .field("processed_marker", &inner.processed_marker)
+            .field("fencing", &inner.fencing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One server's answer to one pipeline, tagged with the server's index.
+type Reply = (usize, Result<Vec<Value>, CallError>);
+
+impl Redlock {
+    /// Prepares connections to every server of `config.redis_urls` and checks them once.
+    ///
+    /// Servers that do not answer are logged and retried on use (see the
+    /// [module docs](self#starting-with-servers-down)); waits at most one call timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for a malformed URL (named without its password), a `rediss://`
+    /// URL in a build without TLS, an empty list, a ttl below 10 ms or a zero call timeout.
+    pub async fn connect(config: &LockConfig) -> crate::Result<Redlock> {
+        if config.redis_urls.is_empty() {
+            return Err(ConfigError::invalid(
+                "INIESTA_REDIS_URLS",
+                "at least one redis:// or rediss:// URL",
+                "",
+            )
+            .into());
+        }
+        if config.ttl < MIN_TTL {
+            return Err(ConfigError::invalid(
+                "INIESTA_LOCK_TIMEOUT",
+                "at least 10ms",
+                format!("{:?}", config.ttl),
+            )
+            .into());
+        }
+        if config.call_timeout.is_zero() {
+            return Err(ConfigError::invalid("INIESTA_REDIS_TIMEOUT", "more than 0", "0s").into());
+        }
+        let instances = config
+            .redis_urls
+            .iter()
+            .map(|url| Instance::open(url, config.call_timeout).map(Arc::new))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let total = instances.len();
+        let drift = config.ttl / 100 + Duration::from_millis(2);
+        let lock = Redlock {
+            inner: Arc::new(Inner {
+                quorum: quorum(total),
+                ttl: config.ttl,
+                drift,
+                retry_count: config.retry_count,
+                retry_delay: config.retry_delay,
+                key_prefix: config.key_prefix.clone(),
+                done_prefix: config.done_prefix.clone(),
+                fence_prefix: format!("{}fence:", config.key_prefix),
+                processed_marker: config.processed_marker,
+                fencing: config.fencing,
+                instances,
+            }),
+        };
+        lock.check_topology(config).await;
+        Ok(lock)
+    }
+
+    /// The number of servers that must agree: a majority.
+    pub fn quorum(&self) -> usize {
+        self.inner.quorum
+    }
+
+    /// The servers, as URLs without passwords.
+    pub fn servers(&self) -> impl Iterator<Item = &str> {
+        self.inner.instances.iter().map(|i| i.name())
+    }
+
+    /// Startup warnings: servers that are not independent, an even count, a slow call timeout,
+    /// servers down.
+    async fn check_topology(&self, config: &LockConfig) {
+        let inner = &*self.inner;
+        let total = inner.instances.len();
+        for (address, count) in shared(inner.instances.iter().map(|i| &i.endpoint().address)) {
+            tracing::warn!(
+                server = %address,
+                urls = count,
+                "lock servers are not independent: several URLs name one Redis server (different \
+                 databases of one server give no fault tolerance); use independent servers"
+            );
+        }
+        if total == 1 {
+            tracing::info!(
+                server = %inner.instances[0].name(),
+                "one lock server: no lock (and no handling) while it is down; three or five \
+                 independent servers tolerate failures"
+            );
+        } else if total % 2 == 0 {
+            tracing::warn!(
+                servers = total,
+                quorum = inner.quorum,
+                tolerated_failures = total - inner.quorum,
+                "an even number of lock servers tolerates no more failures than one server fewer; \
+                 use an odd number"
+            );
+        }
+        if config.call_timeout * 2 >= inner.ttl.saturating_sub(inner.drift) {
+            tracing::warn!(
+                call_timeout = ?config.call_timeout,
+                ttl = ?inner.ttl,
+                "the Redis call timeout is long next to the lock ttl: slow servers can make \
+                 acquired leases expire before use"
+            );
+        }
+        let probes =
+            futures_util::future::join_all(inner.instances.iter().map(|i| i.probe())).await;
+        let reachable = probes.iter().filter(|p| p.is_ok()).count();
+        let run_ids = probes.iter().filter_map(|p| p.as_ref().ok()?.as_ref());
+        for (run_id, count) in shared(run_ids) {
+            tracing::warn!(
+                run_id = %run_id,
+                urls = count,
+                "lock servers are not independent: several URLs reach one Redis server (same \
+                 run_id); use independent servers"
+            );
+        }
+        if reachable < inner.quorum {
+            tracing::warn!(
+                reachable,
+                servers = total,
+                quorum = inner.quorum,
+                "too few lock servers answer at startup: starting anyway; no message is handled \
+                 until a majority answers"
+            );
+        } else {
+            tracing::info!(
+                servers = total,
+                reachable,
+                quorum = inner.quorum,
+                ttl = ?inner.ttl,
+                fencing = inner.fencing,
+                processed_marker = inner.processed_marker,
+                "redlock ready"
+            );
+        }
+    }
+
+    /// Sends `pipe` to every server at once; answers arrive in completion order.
+    fn send_all(
+        &self,
+        pipe: Pipeline,
+        script: Option<&'static Script>,
+    ) -> FuturesUnordered<impl Future<Output = Reply> + Send + 'static> {
+        let pipe = Arc::new(pipe);
+        self.inner
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(index, instance)| {
+                let instance = Arc::clone(instance);
+                let pipe = Arc::clone(&pipe);
+                async move { (index, instance.query(&pipe, script).await) }
+            })
+            .collect()
+    }
+
+    /// Asks every server one yes/no question until a majority decides.
+    ///
+    /// `answer` reads one server's values: `Some(true)` yes, `Some(false)` no, `None` a reply
+    /// that makes no sense (counted as a failure).
+    async fn ask(
+        &self,
+        pipe: Pipeline,
+        script: Option<&'static Script>,
+        answer: fn(&[Value]) -> Option<bool>,
+    ) -> Count {
+        let mut count = Count::new(self.inner.instances.len());
+        let mut replies = self.send_all(pipe, script);
+        while let Some((_, reply)) = replies.next().await {
+            match reply.ok().and_then(|values| answer(&values)) {
+                Some(true) => count.yes(),
+                Some(false) => count.no(),
+                None => count.failed(),
+            }
+            if count.outcome().is_some() {
+                break;
+            }
+        }
+        finish_in_background(replies);
+        count
+    }
+
+    fn no_quorum(&self, count: &Count) -> LockError {
+        LockError::NoQuorum {
+            answered: count.answered(),
+            total: self.inner.instances.len(),
+            needed: self.inner.quorum,
+        }
+    }
+
+    /// Acquires `keys`, trying again the keys that failed for want of a quorum.
+    async fn acquire_keys(&self, keys: Vec<String>) -> Vec<Result<Acquisition, LockError>> {
+        let inner = &*self.inner;
+        let mut results: Vec<Option<Result<Acquisition, LockError>>> =
+            keys.iter().map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..keys.len()).collect();
+        for attempt in 0..=inner.retry_count {
+            if attempt > 0 {
+                let jitter = rand::rng().random_range(0.5..1.5);
+                tokio::time::sleep(inner.retry_delay.mul_f64(jitter)).await;
+            }
+            let batch: Vec<&str> = todo.iter().map(|&i| keys[i].as_str()).collect();
+            let outcomes = self.try_acquire(&batch).await;
+            let last = attempt == inner.retry_count;
+            let mut again = Vec::new();
+            for (index, outcome) in todo.into_iter().zip(outcomes) {
+                let transient = matches!(
+                    outcome,
+                    Err(LockError::NoQuorum { .. } | LockError::TooSlow { .. })
+                );
+                if transient && !last {
+                    tracing::debug!(key = %keys[index], attempt, "no lock quorum: trying again");
+                    again.push(index);
+                }
+                results[index] = Some(outcome);
+            }
+            todo = again;
+            if todo.is_empty() {
+                break;
+            }
+        }
+        let total = inner.instances.len();
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or(Err(LockError::NoQuorum {
+                    answered: 0,
+                    total,
+                    needed: inner.quorum,
+                }))
+            })
+            .collect()
+    }
+
+    /// One attempt: one pipeline per server, then (with fencing, rarely) a second round to
+    /// settle fencing tokens.
+    async fn try_acquire(&self, keys: &[&str]) -> Vec<Result<Acquisition, LockError>> {
+        let inner = &*self.inner;
+        let total = inner.instances.len();
+        let start = Instant::now();
+        let tokens: Vec<String> = keys.iter().map(|_| new_token()).collect();
+        let ttl_ms = millis(inner.ttl);
+        let mut pipe = redis::pipe();
+        for (key, token) in keys.iter().zip(&tokens) {
+            if inner.fencing {
+                pipe.cmd("EVALSHA")
+                    .arg(scripts::ACQUIRE_FENCED.get_hash())
+                    .arg(2)
+                    .arg(inner.lock_key(key))
+                    .arg(inner.fence_key(key))
+                    .arg(token)
+                    .arg(ttl_ms)
+                    .arg(millis(FENCE_TTL));
+            } else {
+                pipe.cmd("SET")
+                    .arg(inner.lock_key(key))
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms);
+            }
+            if inner.processed_marker {
+                pipe.cmd("EXISTS").arg(inner.done_key(key));
+            }
+        }
+        let script = inner.fencing.then(|| &*scripts::ACQUIRE_FENCED);
+
+        let mut votes = vec![KeyVotes::new(total); keys.len()];
+        let mut silent = 0;
+        let mut replies = self.send_all(pipe, script);
+        while let Some((_, reply)) = replies.next().await {
+            match reply
+                .ok()
+                .and_then(|values| inner.read_acquire(&values, keys.len()))
+            {
+                Some(answers) => {
+                    for (key_votes, answer) in votes.iter_mut().zip(answers) {
+                        key_votes.add(answer);
+                    }
+                }
+                None => {
+                    silent += 1;
+                    votes.iter_mut().for_each(|v| v.count.failed());
+                }
+            }
+            if votes.iter().all(KeyVotes::decided) {
+                break;
+            }
+        }
+        finish_in_background(replies);
+        // A server that failed or did not answer yet may still have granted the lock.
+        let uncertain = silent > 0 || votes.first().is_some_and(|v| v.count.answered() < total);
+
+        // `None`: held, with a fencing token still to settle.
+        let mut outcomes: Vec<Option<Result<Acquisition, LockError>>> =
+            Vec::with_capacity(keys.len());
+        let mut unsettled = Vec::new();
+        let mut to_release = Vec::new();
+        for (index, key_votes) in votes.iter().enumerate() {
+            let outcome =
+                if key_votes.marker {
+                    Some(Ok(Acquisition::AlreadyProcessed))
+                } else {
+                    let count = &key_votes.count;
+                    match count.outcome().unwrap_or(count.final_outcome()) {
+                        Outcome::Yes if !inner.fencing => Some(Ok(Acquisition::Acquired(
+                            inner.lease(keys[index], &tokens[index], start),
+                        ))),
+                        Outcome::Yes => match quorum::fence(&key_votes.fences, total) {
+                            Some((fence, true)) => Some(Ok(Acquisition::Acquired(
+                                inner
+                                    .lease(keys[index], &tokens[index], start)
+                                    .with_fencing_token(fence),
+                            ))),
+                            Some((fence, false)) => {
+                                unsettled.push((index, fence));
+                                None
+                            }
+                            // Unreachable: a granting server always returns its counter.
+                            None => Some(Err(self.no_quorum(count))),
+                        },
+                        Outcome::No => Some(Ok(Acquisition::Busy)),
+                        Outcome::NoQuorum => Some(Err(self.no_quorum(count))),
+                    }
+                };
+            let held = matches!(outcome, None | Some(Ok(Acquisition::Acquired(_))));
+            if !held && (key_votes.count.yes_count() > 0 || uncertain) {
+                to_release.push(index);
+            }
+            outcomes.push(outcome);
+        }
+
+        if !unsettled.is_empty() {
+            for (index, result) in self.settle_fences(keys, &unsettled).await {
+                outcomes[index] = Some(match result {
+                    Ok(fence) => Ok(Acquisition::Acquired(
+                        inner
+                            .lease(keys[index], &tokens[index], start)
+                            .with_fencing_token(fence),
+                    )),
+                    Err(e) => {
+                        to_release.push(index);
+                        Err(e)
+                    }
+                });
+            }
+        }
+        let mut outcomes: Vec<Result<Acquisition, LockError>> = outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(LockError::NoQuorum {
+                        answered: 0,
+                        total,
+                        needed: inner.quorum,
+                    })
+                })
+            })
+            .collect();
+
+        let elapsed = start.elapsed();
+        if elapsed + inner.drift >= inner.ttl {
+            for (index, outcome) in outcomes.iter_mut().enumerate() {
+                if matches!(outcome, Ok(Acquisition::Acquired(_))) {
+                    tracing::warn!(key = %keys[index], ?elapsed, ttl = ?inner.ttl, "lock granted after its validity ran out");
+                    *outcome = Err(LockError::TooSlow {
+                        elapsed,
+                        ttl: inner.ttl,
+                    });
+                    to_release.push(index);
+                }
+            }
+        }
+
+        if !to_release.is_empty() {
+            let mut pipe = redis::pipe();
+            for &index in &to_release {
+                inner.push_release(&mut pipe, keys[index], &tokens[index]);
+            }
+            finish_in_background(self.send_all(pipe, Some(&scripts::RELEASE)));
+        }
+        outcomes
+    }
+
+    /// Raises lagging fencing counters to each key's token on every server; a token is kept
+    /// once a majority holds a counter at least that large.
+    async fn settle_fences(
+        &self,
+        keys: &[&str],
+        unsettled: &[(usize, u64)],
+    ) -> Vec<(usize, Result<u64, LockError>)> {
+        let inner = &*self.inner;
+        let total = inner.instances.len();
+        let mut pipe = redis::pipe();
+        for &(index, fence) in unsettled {
+            pipe.cmd("EVALSHA")
+                .arg(scripts::RAISE_FENCE.get_hash())
+                .arg(1)
+                .arg(inner.fence_key(keys[index]))
+                .arg(fence)
+                .arg(millis(FENCE_TTL));
+        }
+        let mut counts = vec![Count::new(total); unsettled.len()];
+        let mut replies = self.send_all(pipe, Some(&scripts::RAISE_FENCE));
+        while let Some((_, reply)) = replies.next().await {
+            match reply {
+                Ok(values) if values.len() == unsettled.len() => {
+                    for ((count, value), (_, fence)) in
+                        counts.iter_mut().zip(&values).zip(unsettled)
+                    {
+                        match as_u64(value) {
+                            Some(counter) if counter >= *fence => count.yes(),
+                            Some(_) => count.no(),
+                            None => count.failed(),
+                        }
+                    }
+                }
+                _ => counts.iter_mut().for_each(Count::failed),
+            }
+            if counts.iter().all(|c| c.outcome().is_some()) {
+                break;
+            }
+        }
+        finish_in_background(replies);
+        counts
+            .iter()
+            .zip(unsettled)
+            .map(|(count, &(index, fence))| {
+                let outcome = count.outcome().unwrap_or(count.final_outcome());
+                let result = match outcome {
+                    Outcome::Yes => Ok(fence),
+                    Outcome::No | Outcome::NoQuorum => Err(self.no_quorum(count)),
+                };
+                (index, result)
+            })
+            .collect()
+    }
+
+    async fn extend_lease(&self, lease: &mut Lease) -> Result<bool, LockError> {
+        let inner = &*self.inner;
+        let start = Instant::now();
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA")
+            .arg(scripts::EXTEND.get_hash())
+            .arg(1)
+            .arg(inner.lock_key(lease.key()))
+            .arg(lease.token())
+            .arg(millis(inner.ttl));
+        let count = self
+            .ask(pipe, Some(&scripts::EXTEND), |values| match values {
+                [Value::Int(n)] => Some(*n == 1),
+                _ => None,
+            })
+            .await;
+        match count.outcome().unwrap_or(count.final_outcome()) {
+            Outcome::Yes if start.elapsed() + inner.drift < inner.ttl => {
+                lease.renewed(start, inner.ttl - inner.drift);
+                Ok(true)
+            }
+            Outcome::Yes | Outcome::No => {
+                tracing::debug!(key = %lease.key(), extended_on = count.yes_count(), "lock lost: not extended on a majority");
+                Ok(false)
+            }
+            Outcome::NoQuorum => Err(self.no_quorum(&count)),
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), LockError> {
+        let mut pipe = redis::pipe();
+        self.inner
+            .push_release(&mut pipe, lease.key(), lease.token());
+        // Any answer counts: 0 means the lock had expired or moved on, which is released too.
+        let count = self
+            .ask(pipe, Some(&scripts::RELEASE), |values| match values {
+                [Value::Int(_)] => Some(true),
+                _ => None,
+            })
+            .await;
+        match count.outcome().unwrap_or(count.final_outcome()) {
+            Outcome::Yes => Ok(()),
+            Outcome::No | Outcome::NoQuorum => {
+                tracing::debug!(key = %lease.key(), answered = count.answered(), "lock release reached too few servers; it expires with its ttl");
+                Err(self.no_quorum(&count))
+            }
+        }
+    }
+
+    async fn mark(&self, key: &str, ttl: Duration) -> Result<(), LockError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.inner.done_key(key))
+            .arg(1)
+            .arg("PX")
+            .arg(millis(ttl));
+        let count = self
+            .ask(pipe, None, |values| match values {
+                [Value::Okay] => Some(true),
+                [Value::SimpleString(s)] => Some(s == "OK"),
+                _ => None,
+            })
+            .await;
+        match count.outcome().unwrap_or(count.final_outcome()) {
+            Outcome::Yes => Ok(()),
+            Outcome::No | Outcome::NoQuorum => Err(LockError::NoQuorum {
+                answered: count.yes_count(),
+                total: self.inner.instances.len(),
+                needed: self.inner.quorum,
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn lock_key(&self, key: &str) -> String {
+        format!("{}{key}", self.key_prefix)
+    }
+
+    fn done_key(&self, key: &str) -> String {
+        format!("{}{key}", self.done_prefix)
+    }
+
+    fn fence_key(&self, key: &str) -> String {
+        format!("{}{key}", self.fence_prefix)
+    }
+
+    fn lease(&self, key: &str, token: &str, start: Instant) -> Lease {
+        Lease::new(
+            key.to_owned(),
+            token.to_owned(),
+            start,
+            self.ttl - self.drift,
+        )
+    }
+
+    fn push_release(&self, pipe: &mut Pipeline, key: &str, token: &str) {
+        pipe.cmd("EVALSHA")
+            .arg(scripts::RELEASE.get_hash())
+            .arg(1)
+            .arg(self.lock_key(key))
+            .arg(token);
+    }
+
+    /// Reads one server's answer to an acquire pipeline: one [`Answer`] per key, or `None` when
+    /// the reply does not have the expected shape.
+    fn read_acquire(&self, values: &[Value], keys: usize) -> Option<Vec<Answer>> {
+        let per_key = if self.processed_marker { 2 } else { 1 };
+        if values.len() != keys * per_key {
+            return None;
+        }
+        values
+            .chunks(per_key)
+            .map(|chunk| {
+                let (granted, fence) = if self.fencing {
+                    let fence = as_u64(&chunk[0])?;
+                    (fence > 0, Some(fence).filter(|f| *f > 0))
+                } else {
+                    match &chunk[0] {
+                        Value::Okay => (true, None),
+                        Value::SimpleString(s) if s == "OK" => (true, None),
+                        Value::Nil => (false, None),
+                        _ => return None,
+                    }
+                };
+                let marker = match chunk.get(1) {
+                    None => false,
+                    Some(value) => as_u64(value)? > 0,
+                };
+                Some(Answer {
+                    granted,
+                    marker,
+                    fence,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One server's answer about one key.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    granted: bool,
+    marker: bool,
+    fence: Option<u64>,
+}
+
+/// All servers' answers about one key.
+#[derive(Debug, Clone)]
+struct KeyVotes {
+    count: Count,
+    marker: bool,
+    fences: Vec<u64>,
+}
+
+impl KeyVotes {
+    fn new(total: usize) -> Self {
+        KeyVotes {
+            count: Count::new(total),
+            marker: false,
+            fences: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, answer: Answer) {
+        if answer.granted {
+            self.count.yes();
+            self.fences.extend(answer.fence);
+        } else {
+            self.count.no();
+        }
+        self.marker |= answer.marker;
+    }
+
+    fn decided(&self) -> bool {
+        self.marker || self.count.outcome().is_some()
+    }
+}
+
+impl IdempotencyLock for Redlock {
+    fn acquire(&self, keys: &[&str]) -> BoxFuture<'_, Vec<Result<Acquisition, LockError>>> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Vec::new();
+            }
+            self.acquire_keys(keys).await
+        })
+    }
+
+    fn extend<'a>(&'a self, lease: &'a mut Lease) -> BoxFuture<'a, Result<bool, LockError>> {
+        Box::pin(self.extend_lease(lease))
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(self.release_lease(lease))
+    }
+
+    /// Writes the marker on every server; succeeds on a majority.
+    ///
+    /// Does nothing when the processed marker is turned off (`INIESTA_PROCESSED_MARKER=false`):
+    /// acquire would not read it.
+    fn mark_processed<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            if !self.inner.processed_marker {
+                return Ok(());
+            }
+            self.mark(key, ttl).await
+        })
+    }
+
+    fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+}
+
+/// Lets the calls still running go on without the caller: their writes (a marker, a release,
+/// an extension) still reach slow servers, and their failures still mark servers down.
+fn finish_in_background<F>(rest: FuturesUnordered<F>)
+where
+    F: Future<Output = Reply> + Send + 'static,
+{
+    if !rest.is_empty() {
+        tokio::spawn(rest.for_each(|_| async {}));
+    }
+}
+
+/// 128 random bits in hex, from the thread's cryptographically secure generator.
+fn new_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn as_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+/// Values that occur more than once, with their counts, sorted.
+fn shared<'a, T>(values: impl Iterator<Item = &'a T>) -> Vec<(&'a T, usize)>
+where
+    T: std::hash::Hash + Eq + Ord + 'a,
+{
+    let mut counts: HashMap<&T, usize> = HashMap::new();
+    for value in values {
+        *counts.entry(value).or_default() += 1;
+    }
+    let mut shared: Vec<_> = counts.into_iter().filter(|(_, n)| *n > 1).collect();
+    shared.sort();
+    shared
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_128_bit_hex_and_differ() {
+        let (a, b) = (new_token(), new_token());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn shared_finds_repeated_servers() {
+        let addresses = ["h:1", "h:2", "h:1", "h:3", "h:1", "h:2"].map(String::from);
+        let found = shared(addresses.iter());
+        assert_eq!(found, vec![(&addresses[0], 3), (&addresses[1], 2)]);
+        assert!(shared(["a", "b"].iter()).is_empty());
+    }
+
+    #[test]
+    fn millis_never_zero() {
+        assert_eq!(millis(Duration::from_micros(10)), 1);
+        assert_eq!(millis(Duration::from_secs(10)), 10_000);
+    }
+
+    #[tokio::test]
+    async fn connect_rejects_bad_settings_without_contacting_redis() {
+        let mut config = LockConfig::default();
+        config.redis_urls = vec!["redis://:secret@127.0.0.1:notaport".into()];
+        let error = Redlock::connect(&config).await.unwrap_err().to_string();
+        assert!(
+            error.contains("INIESTA_REDIS_URLS") && !error.contains("secret"),
+            "{error}"
+        );
+
+        let mut config = LockConfig::default();
+        config.redis_urls.clear();
+        assert!(Redlock::connect(&config).await.is_err());
+
+        let mut config = LockConfig::default();
+        config.ttl = Duration::from_millis(5);
+        let error = Redlock::connect(&config).await.unwrap_err().to_string();
+        assert!(error.contains("INIESTA_LOCK_TIMEOUT"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn connect_succeeds_with_every_server_down() {
+        let mut config = LockConfig::default();
+        // Port 1 on loopback refuses at once.
+        config.redis_urls = vec!["redis://127.0.0.1:1".into(), "redis://127.0.0.1:2".into()];
+        config.call_timeout = Duration::from_millis(200);
+        let lock = Redlock::connect(&config).await.unwrap();
+        assert_eq!(lock.quorum(), 2);
+        let result = lock.acquire(&["k"]).await;
+        assert!(matches!(
+            result[0],
+            Err(LockError::NoQuorum {
+                answered: 0,
+                total: 2,
+                needed: 2
+            })
+        ));
+    }
+}

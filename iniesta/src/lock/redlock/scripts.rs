@@ -1,0 +1,74 @@
+//! The Lua scripts: each compares a token or a counter before it writes, atomically.
+//!
+//! They are sent as `EVALSHA` inside pipelines; a server that lost its script cache (restarted)
+//! answers `NOSCRIPT`, and [`Instance::query`](super::instance::Instance::query) loads the
+//! scripts and sends the pipeline again. Nothing has run when `NOSCRIPT` comes back (every
+//! command of such a pipeline is a script, or a read), so the retry repeats no write.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Deletes the lock when it still holds our token.
+///
+/// `KEYS[1]` lock key; `ARGV[1]` token. Returns 1 when deleted, 0 when the lock was lost.
+pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+/// Resets the lock's expiry when it still holds our token.
+///
+/// `KEYS[1]` lock key; `ARGV[1]` token, `ARGV[2]` ttl in ms. Returns 1 when extended, 0 when
+/// the lock was lost.
+pub(super) static EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+",
+    )
+});
+
+/// `SET NX PX` and, only when that took the lock, `INCR` of the key's fencing counter.
+///
+/// `KEYS[1]` lock key, `KEYS[2]` fencing counter; `ARGV[1]` token, `ARGV[2]` ttl in ms,
+/// `ARGV[3]` counter ttl in ms. Returns the counter (at least 1) when locked, 0 when not.
+pub(super) static ACQUIRE_FENCED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    local fence = redis.call('INCR', KEYS[2])
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    return fence
+end
+return 0
+",
+    )
+});
+
+/// Raises a fencing counter to at least a floor; never lowers it.
+///
+/// `KEYS[1]` fencing counter; `ARGV[1]` floor, `ARGV[2]` counter ttl in ms. Returns the counter.
+pub(super) static RAISE_FENCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if current < floor then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return floor
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return current
+",
+    )
+});

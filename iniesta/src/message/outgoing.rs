@@ -1,0 +1,103 @@
+//! A message to send: to the in-memory queue, or through the test client.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::{AttributeValue, DecodeOptions, Message, RawMessage, Receipt};
+use crate::config::DEFAULT_EVENT_ATTRIBUTE;
+
+/// A message to send, built step by step.
+///
+/// # Examples
+///
+/// ```
+/// use iniesta::OutgoingMessage;
+///
+/// let msg = OutgoingMessage::new("UserUpdated.user")
+///     .json(&serde_json::json!({"id": 7}))
+///     .attribute("tenant", "acme");
+/// assert_eq!(msg.body_bytes(), br#"{"id":7}"#);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct OutgoingMessage {
+    pub(crate) body: Bytes,
+    pub(crate) attributes: HashMap<String, AttributeValue>,
+    pub(crate) group_id: Option<String>,
+    pub(crate) deduplication_id: Option<String>,
+    pub(crate) delay: Duration,
+}
+
+impl OutgoingMessage {
+    /// A message carrying `event` in the `iniesta_pass` attribute, with an empty body.
+    pub fn new(event: impl Into<String>) -> Self {
+        OutgoingMessage::without_event().attribute(DEFAULT_EVENT_ATTRIBUTE, event.into())
+    }
+
+    /// A message with no event key (it routes to the fallback).
+    pub fn without_event() -> Self {
+        OutgoingMessage::default()
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets the body to `value` as JSON.
+    ///
+    /// # Panics
+    ///
+    /// When `value` cannot be serialized (a map with non-string keys): a bug in the caller.
+    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Self {
+        let body = serde_json::to_vec(value).expect("value serializes to JSON");
+        self.body(body)
+    }
+
+    /// Adds a message attribute.
+    pub fn attribute(mut self, name: impl Into<String>, value: impl Into<AttributeValue>) -> Self {
+        self.attributes.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the FIFO message group.
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = Some(group.into());
+        self
+    }
+
+    /// Sets the FIFO deduplication id (the body's hash when not set).
+    pub fn deduplication_id(mut self, id: impl Into<String>) -> Self {
+        self.deduplication_id = Some(id.into());
+        self
+    }
+
+    /// Delays delivery, as SQS `DelaySeconds`.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// The body as set.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The attributes as set.
+    pub fn attributes(&self) -> &HashMap<String, AttributeValue> {
+        &self.attributes
+    }
+
+    /// A first delivery of this message, decoded with the default options, for calling a
+    /// handler function directly in a unit test.
+    pub fn into_message(self) -> Message {
+        let mut raw = RawMessage::new("test-message", Receipt::new("test-receipt"), self.body);
+        raw.attributes = self.attributes;
+        raw.system.message_group_id = self.group_id;
+        raw.decode(&DecodeOptions::default())
+            .expect("a message without MD5 always decodes")
+    }
+}

@@ -1,0 +1,146 @@
+//! The consumer loop: pollers that receive only what the handlers can start, and shutdown.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use rand::Rng as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use super::{CLEANUP_WINDOW, Pipeline};
+use crate::{Error, TransportError};
+
+/// Long polls in flight at most: enough to keep handlers fed, few enough not to hold
+/// messages the handlers cannot start.
+const MAX_POLLERS: usize = 4;
+/// First and largest pause after a failed receive.
+const RECEIVE_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RECEIVE_BACKOFF_MAX: Duration = Duration::from_secs(20);
+
+impl Pipeline {
+    /// Consumes until `stopping` is cancelled (or a permanent transport error), then drains.
+    pub(crate) async fn run(self: Arc<Self>) -> Result<(), Error> {
+        let semaphore = Arc::new(Semaphore::new(self.config.concurrency));
+        let tracker = TaskTracker::new();
+        let fatal: Mutex<Option<TransportError>> = Mutex::new(None);
+        let pollers = (self.config.concurrency / self.config.max_batch).clamp(1, MAX_POLLERS);
+        tracing::info!(
+            queue = %self.queue.name,
+            pollers,
+            concurrency = self.config.concurrency,
+            "consumer started"
+        );
+        join_all((0..pollers).map(|_| self.poll(&semaphore, &tracker, &fatal))).await;
+        self.drain(&tracker).await;
+        if let Err(error) = self.transport.flush().await {
+            tracing::warn!(%error, "flushing pending deletes failed");
+        }
+        tracing::info!(queue = %self.queue.name, "consumer stopped");
+        match fatal.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    }
+
+    async fn poll(
+        self: &Arc<Self>,
+        semaphore: &Arc<Semaphore>,
+        tracker: &TaskTracker,
+        fatal: &Mutex<Option<TransportError>>,
+    ) {
+        let mut backoff = RECEIVE_BACKOFF_MIN;
+        loop {
+            let Some(mut permits) = self.take_permits(semaphore).await else {
+                return;
+            };
+            let wanted = permits.num_permits();
+            let received = tokio::select! {
+                biased;
+                () = self.stopping.cancelled() => return,
+                received = self.transport.receive(wanted) => received,
+            };
+            match received {
+                Ok(messages) => {
+                    backoff = RECEIVE_BACKOFF_MIN;
+                    self.metrics.received(messages.len());
+                    if messages.is_empty() {
+                        continue;
+                    }
+                    if messages.len() < wanted {
+                        drop(permits.split(wanted - messages.len()));
+                    }
+                    let received_at = Instant::now();
+                    let pipeline = Arc::clone(self);
+                    tracker.spawn(async move {
+                        pipeline
+                            .process_batch(messages, received_at, Some(permits))
+                            .await;
+                    });
+                }
+                Err(error) if error.is_retryable() => {
+                    self.metrics.receive_errors();
+                    let pause = jitter(backoff);
+                    tracing::warn!(%error, retry_in = ?pause, "receive failed; retrying");
+                    drop(permits);
+                    tokio::select! {
+                        () = self.stopping.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    backoff = (backoff * 2).min(RECEIVE_BACKOFF_MAX);
+                }
+                Err(error) => {
+                    self.metrics.receive_errors();
+                    tracing::error!(%error, "receive failed permanently: stopping the consumer");
+                    fatal
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(error);
+                    self.stopping.cancel();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for one free handler slot, then takes up to a batch without waiting, so a receive
+    /// never asks for more messages than can start at once.
+    async fn take_permits(&self, semaphore: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+        let mut permits = tokio::select! {
+            biased;
+            () = self.stopping.cancelled() => return None,
+            permit = Arc::clone(semaphore).acquire_owned() => permit.ok()?,
+        };
+        while permits.num_permits() < self.config.max_batch {
+            match Arc::clone(semaphore).try_acquire_owned() {
+                Ok(more) => permits.merge(more),
+                Err(_) => break,
+            }
+        }
+        Some(permits)
+    }
+
+    /// Lets in-flight handlers finish within the grace period, then cuts off the rest (their
+    /// messages return to the queue at once).
+    async fn drain(&self, tracker: &TaskTracker) {
+        tracker.close();
+        let grace = self.config.shutdown_grace;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_ok() {
+            return;
+        }
+        tracing::warn!(
+            in_flight = self.metrics.snapshot().in_flight,
+            ?grace,
+            "shutdown grace period over: cancelling handlers and returning their messages"
+        );
+        self.hard_stop.cancel();
+        // Cut-off handlers get the cleanup window, then return their messages.
+        let _ = tokio::time::timeout(CLEANUP_WINDOW * 10, tracker.wait()).await;
+    }
+}
+
+/// `base` scaled by a random factor in [0.5, 1.5), so many consumers do not retry in step.
+fn jitter(base: Duration) -> Duration {
+    base.mul_f64(rand::rng().random_range(0.5..1.5))
+}

@@ -1,0 +1,250 @@
+//! Event key to handler: exact keys, prefix patterns (`UserUpdated.*`), the fallback.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::{Location, RegistryError};
+use crate::handler::BoxedHandler;
+use crate::registry::Registration;
+
+/// A handler the router can pick, with where it was declared.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) handler: BoxedHandler,
+    pub(crate) location: Location,
+    /// Shared with every `Context` of this handler, so naming it costs no allocation.
+    pub(crate) name: Arc<str>,
+}
+
+/// One handler declaration, from `#[handler]` or from the builder.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteEntry {
+    pub(crate) keys: Vec<String>,
+    pub(crate) fallback: bool,
+    pub(crate) handler: BoxedHandler,
+    pub(crate) location: Location,
+}
+
+impl RouteEntry {
+    pub(crate) fn from_registration(registration: &Registration) -> Self {
+        let name = if registration.module.is_empty() {
+            registration.name.to_owned()
+        } else {
+            format!("{}::{}", registration.module, registration.name)
+        };
+        RouteEntry {
+            keys: registration.keys.iter().map(|k| (*k).to_owned()).collect(),
+            fallback: registration.fallback,
+            handler: (registration.make)(),
+            location: Location {
+                name,
+                file: registration.file.to_owned(),
+                line: registration.line,
+            },
+        }
+    }
+}
+
+/// Routes event keys: an exact key first (O(1)), then the longest matching prefix pattern,
+/// then the fallback.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    routes: Vec<Route>,
+    exact: HashMap<Box<str>, usize>,
+    /// Prefix patterns, longest first, so the first match is the most specific.
+    prefixes: Vec<(Box<str>, usize)>,
+    fallback: Option<usize>,
+}
+
+enum Key<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
+}
+
+fn parse_key(key: &str) -> Result<Key<'_>, &'static str> {
+    if key.trim().is_empty() {
+        return Err("event keys cannot be empty");
+    }
+    match key.find('*') {
+        None => Ok(Key::Exact(key)),
+        Some(at) if at + 1 == key.len() && at > 0 => Ok(Key::Prefix(&key[..at])),
+        Some(_) if key == "*" => Err("use a bare `#[handler]` (the fallback) to catch every key"),
+        Some(_) => Err("`*` may only end a pattern, as in `UserUpdated.*`"),
+    }
+}
+
+impl Router {
+    pub(crate) fn build(entries: Vec<RouteEntry>) -> Result<Router, RegistryError> {
+        let mut router = Router::default();
+        let mut exact_owner: HashMap<String, usize> = HashMap::new();
+        let mut prefix_owner: HashMap<String, usize> = HashMap::new();
+        for entry in entries {
+            let index = router.routes.len();
+            if entry.fallback {
+                if let Some(first) = router.fallback {
+                    return Err(RegistryError::DuplicateFallback {
+                        first: router.routes[first].location.clone(),
+                        second: entry.location,
+                    });
+                }
+                router.fallback = Some(index);
+            }
+            for key in &entry.keys {
+                let parsed = parse_key(key).map_err(|reason| RegistryError::InvalidKey {
+                    key: key.clone(),
+                    handler: entry.location.clone(),
+                    reason,
+                })?;
+                let (owners, table_key) = match parsed {
+                    Key::Exact(k) => (&mut exact_owner, k),
+                    Key::Prefix(p) => (&mut prefix_owner, p),
+                };
+                if let Some(&first) = owners.get(table_key) {
+                    if first != index {
+                        return Err(RegistryError::DuplicateKey {
+                            key: key.clone(),
+                            first: router.routes[first].location.clone(),
+                            second: entry.location,
+                        });
+                    }
+                }
+                owners.insert(table_key.to_owned(), index);
+            }
+            router.routes.push(Route {
+                name: Arc::from(entry.location.name.as_str()),
+                handler: entry.handler,
+                location: entry.location,
+            });
+        }
+        router.exact = exact_owner
+            .into_iter()
+            .map(|(k, i)| (k.into_boxed_str(), i))
+            .collect();
+        router.prefixes = prefix_owner
+            .into_iter()
+            .map(|(k, i)| (k.into_boxed_str(), i))
+            .collect();
+        router
+            .prefixes
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        Ok(router)
+    }
+
+    /// The handler for `event`: exact, else longest prefix, else the fallback.
+    pub(crate) fn route(&self, event: Option<&str>) -> Option<&Route> {
+        let index = event
+            .and_then(|key| {
+                self.exact.get(key).copied().or_else(|| {
+                    self.prefixes
+                        .iter()
+                        .find(|(prefix, _)| key.starts_with(&**prefix))
+                        .map(|(_, i)| *i)
+                })
+            })
+            .or(self.fallback)?;
+        Some(&self.routes[index])
+    }
+
+    pub(crate) fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The keys and patterns routed, sorted, for the startup log.
+    pub(crate) fn describe(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .exact
+            .iter()
+            .map(|(k, i)| format!("{k} -> {}", self.routes[*i].location.name))
+            .chain(
+                self.prefixes
+                    .iter()
+                    .map(|(p, i)| format!("{p}* -> {}", self.routes[*i].location.name)),
+            )
+            .collect();
+        keys.sort();
+        if let Some(i) = self.fallback {
+            keys.push(format!("(fallback) -> {}", self.routes[i].location.name));
+        }
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    fn entry(name: &str, keys: &[&str], fallback: bool) -> RouteEntry {
+        RouteEntry {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            fallback,
+            handler: BoxedHandler::new(|_: Message| async {}),
+            location: Location {
+                name: name.into(),
+                file: "test.rs".into(),
+                line: 1,
+            },
+        }
+    }
+
+    fn routed(router: &Router, event: Option<&str>) -> Option<String> {
+        router.route(event).map(|r| r.location.name.clone())
+    }
+
+    #[test]
+    fn exact_beats_pattern_and_longest_prefix_wins() {
+        let router = Router::build(vec![
+            entry("any_user", &["UserUpdated.*"], false),
+            entry("exact", &["UserUpdated.user"], false),
+            entry("profile", &["UserUpdated.user.profile.*"], false),
+            entry("all", &["User*"], false),
+        ])
+        .unwrap();
+        assert_eq!(routed(&router, Some("UserUpdated.user")).unwrap(), "exact");
+        assert_eq!(routed(&router, Some("UserUpdated.other")).unwrap(), "any_user");
+        assert_eq!(
+            routed(&router, Some("UserUpdated.user.profile.x")).unwrap(),
+            "profile"
+        );
+        assert_eq!(routed(&router, Some("UserDeleted.user")).unwrap(), "all");
+        assert_eq!(routed(&router, Some("Order.created")), None);
+    }
+
+    #[test]
+    fn unknown_and_missing_keys_go_to_the_fallback() {
+        let router = Router::build(vec![
+            entry("exact", &["A", "B"], false),
+            entry("fallback", &[], true),
+        ])
+        .unwrap();
+        assert_eq!(routed(&router, Some("B")).unwrap(), "exact");
+        assert_eq!(routed(&router, Some("C")).unwrap(), "fallback");
+        assert_eq!(routed(&router, None).unwrap(), "fallback");
+    }
+
+    #[test]
+    fn duplicate_keys_name_both_handlers() {
+        let err = Router::build(vec![entry("one", &["A"], false), entry("two", &["A"], false)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("one (test.rs:1)") && err.contains("two (test.rs:1)"), "{err}");
+        let err = Router::build(vec![entry("one", &["A.*"], false), entry("two", &["A.*"], false)])
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::DuplicateKey { .. }));
+    }
+
+    #[test]
+    fn two_fallbacks_are_rejected() {
+        let err = Router::build(vec![entry("f1", &[], true), entry("f2", &[], true)]).unwrap_err();
+        assert!(matches!(err, RegistryError::DuplicateFallback { .. }));
+        assert!(err.to_string().contains("f1") && err.to_string().contains("f2"));
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected() {
+        for key in ["", " ", "*", "A*B", "*.user"] {
+            let err = Router::build(vec![entry("h", &[key], false)]).unwrap_err();
+            assert!(matches!(err, RegistryError::InvalidKey { .. }), "{key:?}");
+        }
+    }
+}

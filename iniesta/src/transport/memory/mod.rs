@@ -1,0 +1,333 @@
+//! An SQS simulator in process: the transport of tests, demos and benchmarks.
+
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use self::state::{QueueState, Stored};
+use super::{QueueInfo, Transport};
+use crate::handler::BoxFuture;
+use crate::message::decode::md5_hex;
+use crate::{OutgoingMessage, RawMessage, Receipt, TransportError};
+
+/// A queue in memory that behaves like SQS, under tokio's clock.
+///
+/// Not a plain channel: deliveries get a visibility timeout and a new receipt handle on every
+/// receive (a stale one cannot delete), `ApproximateReceiveCount` rises, messages move to a
+/// dead-letter queue after `maxReceiveCount` receives, FIFO groups block while a message of
+/// theirs is in flight, delayed messages wait, and duplicate deliveries can be injected. Under
+/// `tokio::time::pause()` tests of timeouts and redelivery take milliseconds.
+///
+/// Cloning gives another handle to the same queue.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use iniesta::transport::{MemoryQueue, Transport};
+/// use iniesta::OutgoingMessage;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let dlq = MemoryQueue::builder().name("orders-dlq").build();
+/// let queue = MemoryQueue::builder()
+///     .name("orders")
+///     .visibility_timeout(Duration::from_secs(30))
+///     .dead_letter_queue(dlq.clone(), 2)
+///     .build();
+/// queue.send(OutgoingMessage::new("Order.created").body("{}"));
+///
+/// let first = queue.receive(10).await.unwrap();
+/// assert_eq!(first[0].system.receive_count, 1);
+/// // Not deleted: visible again after the visibility timeout.
+/// tokio::time::advance(Duration::from_secs(31)).await;
+/// let second = queue.receive(10).await.unwrap();
+/// assert_eq!(second[0].system.receive_count, 2);
+/// // The stale receipt cannot delete.
+/// assert!(queue.ack(first[0].receipt.clone()).await.is_err());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    info: QueueInfo,
+    wait_time: Duration,
+    dead_letter: Option<MemoryQueue>,
+    state: Mutex<QueueState>,
+    arrivals: Notify,
+    ids: AtomicU64,
+}
+
+/// Settings of a [`MemoryQueue`].
+#[derive(Debug, Clone)]
+pub struct MemoryQueueBuilder {
+    info: QueueInfo,
+    wait_time: Duration,
+    dead_letter: Option<MemoryQueue>,
+}
+
+impl MemoryQueueBuilder {
+    /// The queue's name (default `memory`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.info.name = name.into();
+        self
+    }
+
+    /// The visibility timeout of each delivery (default 30 s).
+    pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.info.visibility_timeout = timeout;
+        self
+    }
+
+    /// How long an empty receive waits for a message (default 20 s, as a long poll).
+    pub fn wait_time(mut self, wait: Duration) -> Self {
+        self.wait_time = wait;
+        self
+    }
+
+    /// Moves a message to `queue` when it was received `max_receive_count` times and not deleted.
+    pub fn dead_letter_queue(mut self, queue: MemoryQueue, max_receive_count: u32) -> Self {
+        self.dead_letter = Some(queue);
+        self.info.max_receive_count = Some(max_receive_count);
+        self
+    }
+
+    /// Makes this a FIFO queue: messages of a group are delivered in order, one batch at a time.
+    pub fn fifo(mut self) -> Self {
+        self.info.fifo = true;
+        self
+    }
+
+    /// How long messages are kept (default 4 days); reported to the pipeline.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.info.retention = retention;
+        self
+    }
+
+    /// Creates the queue.
+    pub fn build(self) -> MemoryQueue {
+        MemoryQueue {
+            inner: Arc::new(Inner {
+                info: self.info,
+                wait_time: self.wait_time,
+                dead_letter: self.dead_letter,
+                state: Mutex::new(QueueState::default()),
+                arrivals: Notify::new(),
+                ids: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl Default for MemoryQueue {
+    fn default() -> Self {
+        MemoryQueue::builder().build()
+    }
+}
+
+impl MemoryQueue {
+    /// A queue with SQS's defaults, to be adjusted.
+    pub fn builder() -> MemoryQueueBuilder {
+        MemoryQueueBuilder {
+            info: QueueInfo::new("memory"),
+            wait_time: Duration::from_secs(20),
+            dead_letter: None,
+        }
+    }
+
+    /// Sends a message; returns its id. A FIFO duplicate within 5 minutes (same deduplication
+    /// id, or same body when none is given) is accepted but not enqueued again.
+    pub fn send(&self, message: OutgoingMessage) -> String {
+        let number = self.inner.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("{}-{number:08}", self.inner.info.name);
+        let md5 = md5_hex(&message.body);
+        let deduplication_id = if self.inner.info.fifo {
+            Some(message.deduplication_id.unwrap_or_else(|| md5.clone()))
+        } else {
+            None
+        };
+        let group_id = match (&message.group_id, self.inner.info.fifo) {
+            (Some(group), _) => Some(group.clone()),
+            // SQS rejects a FIFO send without a group; the simulator puts it in one.
+            (None, true) => Some("default".to_owned()),
+            (None, false) => None,
+        };
+        let stored = Stored {
+            id: id.clone(),
+            body: message.body,
+            md5,
+            attributes: message.attributes,
+            group_id,
+            deduplication_id,
+            sent_at: SystemTime::now(),
+            first_received_at: None,
+            receive_count: 0,
+            receipts: Vec::new(),
+            generation: 0,
+            in_flight: false,
+            sequence: 0,
+        };
+        self.state().push(stored, message.delay, Instant::now());
+        self.inner.arrivals.notify_waiters();
+        id
+    }
+
+    /// Delivers an in-flight message once more on the next receive, with its own receipt, as
+    /// SQS occasionally does. `false` when the message is not in flight.
+    pub fn inject_duplicate(&self, message_id: &str) -> bool {
+        let injected = self.state().inject_duplicate(message_id);
+        self.inner.arrivals.notify_waiters();
+        injected
+    }
+
+    /// Messages visible now.
+    pub fn visible_len(&self) -> usize {
+        self.counts().0
+    }
+
+    /// Messages received and not yet deleted or returned.
+    pub fn in_flight_len(&self) -> usize {
+        self.counts().1
+    }
+
+    /// All messages the queue holds: visible, in flight, and delayed.
+    pub fn len(&self) -> usize {
+        let (visible, in_flight, delayed) = self.counts();
+        visible + in_flight + delayed
+    }
+
+    /// Whether the queue holds no message at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How often a message was received, while the queue holds it.
+    pub fn receive_count_of(&self, message_id: &str) -> Option<u32> {
+        self.state().receive_count_of(message_id)
+    }
+
+    /// The dead-letter queue, when one is configured.
+    pub fn dead_letter_queue(&self) -> Option<&MemoryQueue> {
+        self.inner.dead_letter.as_ref()
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        let mut state = self.state();
+        state.promote_due(Instant::now());
+        state.counts()
+    }
+
+    fn state(&self) -> MutexGuard<'_, QueueState> {
+        // The state is plain data: a panic elsewhere while holding it leaves it consistent.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn receive_messages(&self, max: usize) -> Vec<RawMessage> {
+        let deadline = Instant::now() + self.inner.wait_time;
+        loop {
+            let arrivals = self.inner.arrivals.notified();
+            tokio::pin!(arrivals);
+            arrivals.as_mut().enable();
+            let now = Instant::now();
+            let (received, next_due) = {
+                let mut state = self.state();
+                state.promote_due(now);
+                let received = state.receive(
+                    max,
+                    self.inner.info.visibility_timeout,
+                    self.inner.info.max_receive_count,
+                    now,
+                );
+                (received, state.next_due())
+            };
+            if let Some(dlq) = &self.inner.dead_letter {
+                for stored in received.dead_letters {
+                    dlq.redrive(stored);
+                }
+            }
+            if !received.deliveries.is_empty() || now >= deadline {
+                return received.deliveries;
+            }
+            let wake = next_due.map_or(deadline, |due| due.min(deadline));
+            tokio::select! {
+                _ = arrivals => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Accepts a message moved here by a source queue's redrive policy, keeping its id.
+    fn redrive(&self, mut stored: Stored) {
+        tracing::debug!(message_id = %stored.id, queue = %self.inner.info.name, "moved to the dead-letter queue");
+        stored.receive_count = 0;
+        stored.receipts.clear();
+        stored.in_flight = false;
+        stored.generation = 0;
+        stored.first_received_at = None;
+        if !self.inner.info.fifo {
+            stored.deduplication_id = None;
+        }
+        self.state().push(stored, Duration::ZERO, Instant::now());
+        self.inner.arrivals.notify_waiters();
+    }
+}
+
+impl Transport for MemoryQueue {
+    fn receive(&self, max: usize) -> BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
+        let max = max.clamp(1, 10);
+        Box::pin(async move { Ok(self.receive_messages(max).await) })
+    }
+
+    fn ack(&self, receipt: Receipt) -> BoxFuture<'_, Result<(), TransportError>> {
+        let deleted = self.state().delete(&receipt);
+        Box::pin(std::future::ready(if deleted {
+            Ok(())
+        } else {
+            Err(TransportError::InvalidReceipt)
+        }))
+    }
+
+    fn set_visibility(
+        &self,
+        receipt: Receipt,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), TransportError>> {
+        let changed = self
+            .state()
+            .set_visibility(&receipt, timeout, Instant::now());
+        if changed && timeout.is_zero() {
+            self.inner.arrivals.notify_waiters();
+        }
+        Box::pin(std::future::ready(if changed {
+            Ok(())
+        } else {
+            Err(TransportError::InvalidReceipt)
+        }))
+    }
+
+    fn queue_info(&self) -> QueueInfo {
+        self.inner.info.clone()
+    }
+}
+
+impl fmt::Debug for MemoryQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (visible, in_flight, delayed) = self.state().counts();
+        f.debug_struct("MemoryQueue")
+            .field("name", &self.inner.info.name)
+            .field("visible", &visible)
+            .field("in_flight", &in_flight)
+            .field("delayed", &delayed)
+            .finish_non_exhaustive()
+    }
+}

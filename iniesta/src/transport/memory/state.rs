@@ -1,0 +1,275 @@
+//! The queue's bookkeeping, kept under one mutex: what is visible, in flight, delayed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::message::{AttributeValue, RawMessage, Receipt, SystemAttributes};
+
+/// One message as the queue stores it.
+pub(super) struct Stored {
+    pub(super) id: String,
+    pub(super) body: Bytes,
+    pub(super) md5: String,
+    pub(super) attributes: HashMap<String, AttributeValue>,
+    pub(super) group_id: Option<String>,
+    pub(super) deduplication_id: Option<String>,
+    pub(super) sent_at: SystemTime,
+    pub(super) first_received_at: Option<SystemTime>,
+    pub(super) receive_count: u32,
+    /// Receipt handles that may delete this message. A receive replaces them all, except
+    /// for injected duplicate deliveries, which add one.
+    pub(super) receipts: Vec<Receipt>,
+    /// Bumped whenever the visibility changes, so stale timer entries are ignored.
+    pub(super) generation: u64,
+    pub(super) in_flight: bool,
+    pub(super) sequence: u64,
+}
+
+impl Stored {
+    fn delivery(&self, receipt: Receipt) -> RawMessage {
+        let mut raw = RawMessage::new(self.id.clone(), receipt, self.body.clone());
+        raw.md5_of_body = Some(self.md5.clone());
+        raw.attributes = self.attributes.clone();
+        raw.system = SystemAttributes {
+            receive_count: self.receive_count,
+            sent_timestamp: Some(self.sent_at),
+            first_receive_timestamp: self.first_received_at,
+            sender_id: Some("memory".to_owned()),
+            message_group_id: self.group_id.clone(),
+            deduplication_id: self.deduplication_id.clone(),
+            sequence_number: self.group_id.as_ref().map(|_| format!("{:020}", self.sequence)),
+        };
+        raw
+    }
+}
+
+/// What a receive found: deliveries, and messages that exceeded `maxReceiveCount`.
+#[derive(Default)]
+pub(super) struct Received {
+    pub(super) deliveries: Vec<RawMessage>,
+    pub(super) dead_letters: Vec<Stored>,
+}
+
+#[derive(Default)]
+pub(super) struct QueueState {
+    next_sequence: u64,
+    next_receipt: u64,
+    messages: HashMap<u64, Stored>,
+    by_receipt: HashMap<Receipt, u64>,
+    by_id: HashMap<String, u64>,
+    /// Visible messages, in send order (FIFO queues rely on the order).
+    visible: BTreeSet<u64>,
+    /// When delayed or in-flight messages become visible: (at, sequence, generation).
+    timers: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    groups_in_flight: HashMap<String, usize>,
+    deduplication: HashMap<String, Instant>,
+    duplicates: Vec<u64>,
+}
+
+pub(super) const DEDUPLICATION_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+impl QueueState {
+    /// Stores a message; `false` when a FIFO deduplication id was seen in the last 5 minutes.
+    pub(super) fn push(&mut self, mut stored: Stored, delay: Duration, now: Instant) -> bool {
+        if let Some(dedup) = &stored.deduplication_id {
+            self.deduplication
+                .retain(|_, seen| now.duration_since(*seen) < DEDUPLICATION_WINDOW);
+            if self.deduplication.contains_key(dedup) {
+                return false;
+            }
+            self.deduplication.insert(dedup.clone(), now);
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        stored.sequence = sequence;
+        self.by_id.insert(stored.id.clone(), sequence);
+        if delay.is_zero() {
+            self.visible.insert(sequence);
+        } else {
+            self.timers.push(Reverse((now + delay, sequence, 0)));
+        }
+        self.messages.insert(sequence, stored);
+        true
+    }
+
+    /// Makes visible what is due: delayed messages and expired visibility timeouts.
+    pub(super) fn promote_due(&mut self, now: Instant) {
+        while let Some(Reverse((at, sequence, generation))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(stored) = self.messages.get_mut(&sequence) else {
+                continue;
+            };
+            if stored.generation != generation {
+                continue;
+            }
+            if stored.in_flight {
+                stored.in_flight = false;
+                release_group(&mut self.groups_in_flight, stored.group_id.as_deref());
+            }
+            self.visible.insert(sequence);
+        }
+    }
+
+    /// The next instant something becomes visible, if anything is waiting.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    pub(super) fn receive(
+        &mut self,
+        max: usize,
+        visibility: Duration,
+        max_receive_count: Option<u32>,
+        now: Instant,
+    ) -> Received {
+        let mut out = Received::default();
+        // Injected duplicates: an in-flight message delivered again, its old receipt still valid.
+        while out.deliveries.len() < max {
+            let Some(sequence) = self.duplicates.pop() else {
+                break;
+            };
+            let receipt = self.new_receipt();
+            if let Some(stored) = self.messages.get_mut(&sequence) {
+                stored.receipts.push(receipt.clone());
+                self.by_receipt.insert(receipt.clone(), sequence);
+                out.deliveries.push(stored.delivery(receipt));
+            }
+        }
+        // FIFO: a group with a message in flight is blocked for this whole receive.
+        let blocked: HashSet<String> = self.groups_in_flight.keys().cloned().collect();
+        let mut taken = Vec::new();
+        for &sequence in &self.visible {
+            if out.deliveries.len() + taken.len() >= max {
+                break;
+            }
+            let stored = &self.messages[&sequence];
+            if stored
+                .group_id
+                .as_ref()
+                .is_some_and(|group| blocked.contains(group))
+            {
+                continue;
+            }
+            taken.push(sequence);
+        }
+        for sequence in taken {
+            self.visible.remove(&sequence);
+            let exhausted = max_receive_count
+                .is_some_and(|max| self.messages[&sequence].receive_count >= max);
+            if exhausted {
+                let stored = self.remove(sequence).expect("visible message is stored");
+                out.dead_letters.push(stored);
+                continue;
+            }
+            let receipt = self.new_receipt();
+            let stored = self.messages.get_mut(&sequence).expect("visible message is stored");
+            for old in stored.receipts.drain(..) {
+                self.by_receipt.remove(&old);
+            }
+            stored.receipts.push(receipt.clone());
+            stored.receive_count += 1;
+            stored.first_received_at.get_or_insert_with(SystemTime::now);
+            stored.generation += 1;
+            stored.in_flight = true;
+            if let Some(group) = &stored.group_id {
+                *self.groups_in_flight.entry(group.clone()).or_default() += 1;
+            }
+            self.timers
+                .push(Reverse((now + visibility, sequence, stored.generation)));
+            self.by_receipt.insert(receipt.clone(), sequence);
+            out.deliveries.push(stored.delivery(receipt));
+        }
+        out
+    }
+
+    /// Deletes the message a receipt belongs to; `false` for a stale or unknown receipt.
+    pub(super) fn delete(&mut self, receipt: &Receipt) -> bool {
+        match self.by_receipt.get(receipt).copied() {
+            Some(sequence) => {
+                self.remove(sequence);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Changes the visibility of an in-flight message; `false` for a stale receipt or a message
+    /// that is not in flight (SQS: `MessageNotInflight`).
+    pub(super) fn set_visibility(&mut self, receipt: &Receipt, timeout: Duration, now: Instant) -> bool {
+        let Some(sequence) = self.by_receipt.get(receipt).copied() else {
+            return false;
+        };
+        let stored = self.messages.get_mut(&sequence).expect("receipt points at a message");
+        if !stored.in_flight {
+            return false;
+        }
+        stored.generation += 1;
+        if timeout.is_zero() {
+            stored.in_flight = false;
+            release_group(&mut self.groups_in_flight, stored.group_id.as_deref());
+            self.visible.insert(sequence);
+        } else {
+            self.timers
+                .push(Reverse((now + timeout, sequence, stored.generation)));
+        }
+        true
+    }
+
+    /// Schedules one more delivery of an in-flight message, as SQS sometimes does.
+    pub(super) fn inject_duplicate(&mut self, id: &str) -> bool {
+        match self.by_id.get(id) {
+            Some(&sequence) if self.messages[&sequence].in_flight => {
+                self.duplicates.push(sequence);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn counts(&self) -> (usize, usize, usize) {
+        let in_flight = self.messages.values().filter(|m| m.in_flight).count();
+        let visible = self.visible.len();
+        (visible, in_flight, self.messages.len() - visible - in_flight)
+    }
+
+    pub(super) fn receive_count_of(&self, id: &str) -> Option<u32> {
+        self.by_id
+            .get(id)
+            .map(|sequence| self.messages[sequence].receive_count)
+    }
+
+    fn remove(&mut self, sequence: u64) -> Option<Stored> {
+        let stored = self.messages.remove(&sequence)?;
+        self.visible.remove(&sequence);
+        self.by_id.remove(&stored.id);
+        for receipt in &stored.receipts {
+            self.by_receipt.remove(receipt);
+        }
+        if stored.in_flight {
+            release_group(&mut self.groups_in_flight, stored.group_id.as_deref());
+        }
+        Some(stored)
+    }
+
+    fn new_receipt(&mut self) -> Receipt {
+        self.next_receipt += 1;
+        Receipt::new(format!("memory-receipt-{}", self.next_receipt))
+    }
+}
+
+fn release_group(groups: &mut HashMap<String, usize>, group: Option<&str>) {
+    let Some(group) = group else { return };
+    if let Some(count) = groups.get_mut(group) {
+        *count -= 1;
+        if *count == 0 {
+            groups.remove(group);
+        }
+    }
+}

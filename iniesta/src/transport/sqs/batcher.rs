@@ -1,0 +1,351 @@
+//! Batching deletes and visibility changes ten at a time.
+//!
+//! Callers hand an entry to a background task and wait on a oneshot for their own entry's
+//! result. The task sends a batch when ten entries are pending, when the first pending entry
+//! has waited the flush interval, or when asked to flush. Batches go out concurrently, so a
+//! slow request never holds up the next batch.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+};
+use rand::Rng as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::errors::{EntryFailure, Target, classify, fan_out};
+use crate::{Receipt, TransportError};
+
+/// SQS's limit of entries per batch request.
+pub(super) const MAX_BATCH: usize = 10;
+/// Extra attempts for a whole request that failed with a retryable error.
+const REQUEST_RETRIES: u32 = 3;
+/// Extra attempts for single entries that failed on the server side.
+const ENTRY_RETRIES: u32 = 2;
+/// First backoff between attempts; doubles, plus up to 100 % jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+
+/// Which batch operation a batcher sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// `DeleteMessageBatch`.
+    Delete,
+    /// `ChangeMessageVisibilityBatch`.
+    ChangeVisibility,
+}
+
+impl Kind {
+    pub(super) fn operation(self) -> &'static str {
+        match self {
+            Kind::Delete => "DeleteMessageBatch",
+            Kind::ChangeVisibility => "ChangeMessageVisibilityBatch",
+        }
+    }
+}
+
+/// One caller's entry: the receipt and, for visibility changes, the timeout in seconds.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) receipt: Receipt,
+    pub(super) visibility: i32,
+}
+
+type Reply = oneshot::Sender<Result<(), TransportError>>;
+
+enum Command {
+    Entry(Entry, Reply),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The handle callers use; the task ends when the last handle is dropped, after sending
+/// what is pending.
+#[derive(Debug)]
+pub(super) struct Batcher {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Entry(entry, _) => f.debug_tuple("Entry").field(entry).finish(),
+            Command::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+/// What a batch request needs besides its entries.
+#[derive(Debug, Clone)]
+pub(super) struct Sender {
+    pub(super) client: Client,
+    pub(super) queue_url: String,
+    pub(super) target: Target,
+    pub(super) kind: Kind,
+}
+
+impl Batcher {
+    /// Spawns the batching task on the current tokio runtime.
+    pub(super) fn spawn(sender: Sender, flush_interval: Duration) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(collect(sender, flush_interval, rx));
+        Batcher { tx }
+    }
+
+    /// Queues `entry` and waits for its result.
+    pub(super) async fn submit(&self, entry: Entry) -> Result<(), TransportError> {
+        let (reply, result) = oneshot::channel();
+        self.tx
+            .send(Command::Entry(entry, reply))
+            .map_err(|_| TransportError::Closed)?;
+        result.await.unwrap_or(Err(TransportError::Closed))
+    }
+
+    /// Sends what is pending and waits until every request sent so far has finished.
+    pub(super) async fn flush(&self) -> Result<(), TransportError> {
+        let (done, finished) = oneshot::channel();
+        self.tx
+            .send(Command::Flush(done))
+            .map_err(|_| TransportError::Closed)?;
+        finished.await.map_err(|_| TransportError::Closed)
+    }
+}
+
+async fn collect(
+    sender: Sender,
+    flush_interval: Duration,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+) {
+    let mut pending: Vec<(Entry, Reply)> = Vec::with_capacity(MAX_BATCH);
+    let mut deadline: Option<Instant> = None;
+    let mut in_flight = JoinSet::new();
+    loop {
+        tokio::select! {
+            command = rx.recv() => match command {
+                Some(Command::Entry(entry, reply)) => {
+                    if pending.is_empty() {
+                        deadline = Some(Instant::now() + flush_interval);
+                    }
+                    pending.push((entry, reply));
+                    if pending.len() == MAX_BATCH {
+                        dispatch(&sender, &mut pending, &mut in_flight);
+                        deadline = None;
+                    }
+                }
+                Some(Command::Flush(done)) => {
+                    dispatch(&sender, &mut pending, &mut in_flight);
+                    deadline = None;
+                    while in_flight.join_next().await.is_some() {}
+                    let _ = done.send(());
+                }
+                None => {
+                    dispatch(&sender, &mut pending, &mut in_flight);
+                    while in_flight.join_next().await.is_some() {}
+                    return;
+                }
+            },
+            () = sleep_until(deadline), if deadline.is_some() => {
+                dispatch(&sender, &mut pending, &mut in_flight);
+                deadline = None;
+            }
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+fn dispatch(sender: &Sender, pending: &mut Vec<(Entry, Reply)>, in_flight: &mut JoinSet<()>) {
+    if pending.is_empty() {
+        return;
+    }
+    let batch = std::mem::replace(pending, Vec::with_capacity(MAX_BATCH));
+    in_flight.spawn(send_batch(sender.clone(), batch));
+}
+
+/// Sends one batch, retries what may succeed later, and answers every caller.
+async fn send_batch(sender: Sender, batch: Vec<(Entry, Reply)>) {
+    let (entries, mut replies): (Vec<Entry>, Vec<Option<Reply>>) = batch
+        .into_iter()
+        .map(|(entry, reply)| (entry, Some(reply)))
+        .unzip();
+    // Index into `entries`/`replies` of each entry still to send.
+    let mut todo: Vec<usize> = (0..entries.len()).collect();
+    let mut entry_attempt = 0;
+    while !todo.is_empty() {
+        let request: Vec<&Entry> = todo.iter().map(|&i| &entries[i]).collect();
+        let failures = match send_with_retries(&sender, &request).await {
+            Ok(failures) => failures,
+            Err(err) => {
+                for (i, err) in todo.iter().zip(fan_out(err, todo.len())) {
+                    answer(&mut replies[*i], Err(err));
+                }
+                return;
+            }
+        };
+        let mut retry = Vec::new();
+        for (position, &i) in todo.iter().enumerate() {
+            match failures.get(&position) {
+                None => answer(&mut replies[i], Ok(())),
+                Some(failure) if failure.is_retryable() && entry_attempt < ENTRY_RETRIES => {
+                    retry.push(i);
+                }
+                Some(failure) => {
+                    tracing::debug!(
+                        operation = sender.kind.operation(),
+                        code = %failure.code,
+                        sender_fault = failure.sender_fault,
+                        "batch entry failed"
+                    );
+                    answer(
+                        &mut replies[i],
+                        Err(failure.clone().into_error(sender.kind.operation())),
+                    );
+                }
+            }
+        }
+        todo = retry;
+        if !todo.is_empty() {
+            entry_attempt += 1;
+            tokio::time::sleep(backoff(entry_attempt)).await;
+        }
+    }
+}
+
+fn answer(reply: &mut Option<Reply>, result: Result<(), TransportError>) {
+    if let Some(reply) = reply.take() {
+        // The caller may have stopped waiting; the request was still made.
+        let _ = reply.send(result);
+    }
+}
+
+/// Sends `entries` as one request, retrying the whole request on retryable errors.
+///
+/// Returns the failed entries by their position in `entries`.
+async fn send_with_retries(
+    sender: &Sender,
+    entries: &[&Entry],
+) -> Result<HashMap<usize, EntryFailure>, TransportError> {
+    let mut attempt = 0;
+    loop {
+        match send_once(sender, entries).await {
+            Err(err) if err.is_retryable() && attempt < REQUEST_RETRIES => {
+                attempt += 1;
+                tracing::debug!(
+                    operation = sender.kind.operation(),
+                    attempt,
+                    error = %err,
+                    "batch request failed; retrying"
+                );
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// One batch request. Entry ids are the entries' positions: unique within the request even
+/// when one message was delivered twice or one receipt was submitted twice.
+async fn send_once(
+    sender: &Sender,
+    entries: &[&Entry],
+) -> Result<HashMap<usize, EntryFailure>, TransportError> {
+    let operation = sender.kind.operation();
+    let (successful, failed) = match sender.kind {
+        Kind::Delete => {
+            let request = entries.iter().enumerate().map(|(i, entry)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(entry.receipt.as_str())
+                    .build()
+                    .expect("id and receipt handle are set")
+            });
+            let output = sender
+                .client
+                .delete_message_batch()
+                .queue_url(&sender.queue_url)
+                .set_entries(Some(request.collect()))
+                .send()
+                .await
+                .map_err(|err| classify(operation, &sender.target, &err))?;
+            let successful: Vec<String> = output.successful.into_iter().map(|s| s.id).collect();
+            (successful, output.failed)
+        }
+        Kind::ChangeVisibility => {
+            let request = entries.iter().enumerate().map(|(i, entry)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(entry.receipt.as_str())
+                    .visibility_timeout(entry.visibility)
+                    .build()
+                    .expect("id and receipt handle are set")
+            });
+            let output = sender
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&sender.queue_url)
+                .set_entries(Some(request.collect()))
+                .send()
+                .await
+                .map_err(|err| classify(operation, &sender.target, &err))?;
+            let successful: Vec<String> = output.successful.into_iter().map(|s| s.id).collect();
+            (successful, output.failed)
+        }
+    };
+    let mut failures = HashMap::new();
+    for failure in failed {
+        if let Ok(i) = failure.id.parse::<usize>() {
+            failures.insert(
+                i,
+                EntryFailure {
+                    code: failure.code,
+                    message: failure.message,
+                    sender_fault: failure.sender_fault,
+                },
+            );
+        }
+    }
+    // An entry the response leaves out of both lists did not demonstrably succeed.
+    let succeeded: std::collections::HashSet<usize> =
+        successful.iter().filter_map(|id| id.parse().ok()).collect();
+    for i in 0..entries.len() {
+        if !succeeded.contains(&i) && !failures.contains_key(&i) {
+            failures.insert(
+                i,
+                EntryFailure {
+                    code: "MissingFromResponse".into(),
+                    message: Some(format!("entry {i} is in neither Successful nor Failed")),
+                    sender_fault: false,
+                },
+            );
+        }
+    }
+    Ok(failures)
+}
+
+/// Exponential backoff with full jitter on top: `base * 2^(attempt-1)` plus up to as much again.
+fn backoff(attempt: u32) -> Duration {
+    let base = BACKOFF_BASE * 2u32.saturating_pow(attempt.saturating_sub(1)).min(64);
+    let jitter = rand::rng().random_range(0..=base.as_millis() as u64);
+    base + Duration::from_millis(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        for attempt in 1..=10 {
+            let delay = backoff(attempt);
+            let base = BACKOFF_BASE * 2u32.pow((attempt - 1).min(6));
+            assert!(delay >= base && delay <= base * 2, "{attempt}: {delay:?}");
+        }
+    }
+}

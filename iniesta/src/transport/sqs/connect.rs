@@ -1,0 +1,325 @@
+//! Building an [`SqsTransport`]: client, queue URL, queue attributes.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use super::batcher::{Batcher, Kind, Sender};
+use super::convert::{queue_info, queue_name_from_url};
+use super::counters::{CountRequests, Counters};
+use super::errors::{Target, classify};
+use super::{Inner, SqsTransport};
+use crate::config::SqsConfig;
+use crate::{ConfigError, Result};
+
+/// The long-poll wait when none is configured (SQS's maximum).
+pub const DEFAULT_WAIT_TIME: Duration = Duration::from_secs(20);
+/// The longest long poll SQS allows.
+pub const MAX_WAIT_TIME: Duration = Duration::from_secs(20);
+/// The longest a delete or visibility change waits for others to fill a batch of ten.
+pub const DEFAULT_DELETE_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// SQS's cap on a visibility timeout.
+pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(43_200);
+
+/// Builds an [`SqsTransport`] on an `aws_sdk_sqs::Client` you configured yourself.
+///
+/// Name the queue with [`queue_url`](Self::queue_url) (no look-up) or
+/// [`queue_name`](Self::queue_name) (`GetQueueUrl`), then [`connect`](Self::connect).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use iniesta::transport::sqs::SqsTransport;
+///
+/// # async fn demo() -> iniesta::Result<()> {
+/// let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+/// let client = aws_sdk_sqs::Client::new(&sdk);
+/// let sqs = SqsTransport::builder(client)
+///     .queue_name("iniesta-prod-orders")
+///     .wait_time(Duration::from_secs(10))
+///     .connect()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a builder does nothing until `connect` is called"]
+pub struct SqsTransportBuilder {
+    client: Client,
+    queue_url: Option<String>,
+    queue_name: Option<String>,
+    wait_time: Duration,
+    visibility_timeout: Option<Duration>,
+    delete_flush_interval: Duration,
+}
+
+impl fmt::Debug for SqsTransportBuilder {
+    // Queue URLs carry the account id: show whether one is set, not its value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqsTransportBuilder")
+            .field("queue_url", &self.queue_url.as_ref().map(|_| "<set>"))
+            .field("queue_name", &self.queue_name)
+            .field("wait_time", &self.wait_time)
+            .field("visibility_timeout", &self.visibility_timeout)
+            .field("delete_flush_interval", &self.delete_flush_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqsTransportBuilder {
+    pub(super) fn new(client: Client) -> Self {
+        SqsTransportBuilder {
+            client,
+            queue_url: None,
+            queue_name: None,
+            wait_time: DEFAULT_WAIT_TIME,
+            visibility_timeout: None,
+            delete_flush_interval: DEFAULT_DELETE_FLUSH_INTERVAL,
+        }
+    }
+
+    /// The queue's URL: no `GetQueueUrl` look-up. Wins over [`queue_name`](Self::queue_name).
+    pub fn queue_url(mut self, url: impl Into<String>) -> Self {
+        self.queue_url = Some(url.into());
+        self
+    }
+
+    /// The queue's name, looked up with `GetQueueUrl` unless a URL is set too.
+    pub fn queue_name(mut self, name: impl Into<String>) -> Self {
+        self.queue_name = Some(name.into());
+        self
+    }
+
+    /// How long a receive waits for messages (long polling), 0 to 20 s; default 20 s.
+    pub fn wait_time(mut self, wait: Duration) -> Self {
+        self.wait_time = wait;
+        self
+    }
+
+    /// The visibility timeout asked on every receive, up to 12 h; default the queue's own.
+    pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility_timeout = Some(timeout);
+        self
+    }
+
+    /// The longest an ack or visibility change waits for others to fill a batch of ten;
+    /// default 10 ms.
+    pub fn delete_flush_interval(mut self, interval: Duration) -> Self {
+        self.delete_flush_interval = interval;
+        self
+    }
+
+    /// Resolves the queue, reads its attributes and starts the batching tasks.
+    ///
+    /// Must be called inside a tokio runtime: the batching tasks are spawned on it.
+    ///
+    /// # Errors
+    ///
+    /// - [`ConfigError`] when no queue is named, no region is configured, or a setting is out
+    ///   of range.
+    /// - [`TransportError::QueueDoesNotExist`](crate::TransportError::QueueDoesNotExist) naming
+    ///   the queue, region and endpoint.
+    /// - [`TransportError::Service`](crate::TransportError::Service) when SQS cannot be reached
+    ///   or refuses the credentials.
+    pub async fn connect(self) -> Result<SqsTransport> {
+        self.validate()?;
+        let counters = Arc::new(Counters::new());
+        // A copy of the caller's client with the counting interceptor: the caller's own client
+        // stays uncounted.
+        let client = Client::from_conf(
+            self.client
+                .config()
+                .to_builder()
+                .interceptor(CountRequests(Arc::clone(&counters)))
+                .build(),
+        );
+        let region = client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| ConfigError::Missing {
+                what: "the AWS region".into(),
+                variables: "AWS_REGION (or a region in the AWS profile)".into(),
+            })?;
+        let display_name = match (&self.queue_name, &self.queue_url) {
+            (Some(name), _) => name.clone(),
+            (None, Some(url)) => queue_name_from_url(url).to_owned(),
+            (None, None) => unreachable!("validate rejects a builder without a queue"),
+        };
+        let target = |counters: &Counters| Target {
+            queue: display_name.clone(),
+            region: region.clone(),
+            endpoint: counters
+                .endpoint()
+                .unwrap_or_else(|| format!("the default SQS endpoint of {region}")),
+        };
+        let queue_url = match self.queue_url {
+            Some(url) => url,
+            None => client
+                .get_queue_url()
+                .queue_name(&display_name)
+                .send()
+                .await
+                .map_err(|err| classify("GetQueueUrl", &target(&counters), &err))?
+                .queue_url
+                .ok_or_else(|| crate::TransportError::Service {
+                    operation: "GetQueueUrl",
+                    retryable: true,
+                    source: "the response has no QueueUrl".into(),
+                })?,
+        };
+        let attributes: HashMap<String, String> = client
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .map_err(|err| classify("GetQueueAttributes", &target(&counters), &err))?
+            .attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value))
+            .collect();
+        let info = queue_info(&display_name, &attributes);
+        let target = target(&counters);
+        let batcher = |kind| {
+            let sender = Sender {
+                client: client.clone(),
+                queue_url: queue_url.clone(),
+                target: target.clone(),
+                kind,
+            };
+            Batcher::spawn(sender, self.delete_flush_interval)
+        };
+        let deletes = batcher(Kind::Delete);
+        let visibility_changes = batcher(Kind::ChangeVisibility);
+        tracing::debug!(
+            queue = %info.name,
+            region = %target.region,
+            endpoint = %target.endpoint,
+            visibility_timeout = ?info.visibility_timeout,
+            max_receive_count = ?info.max_receive_count,
+            fifo = info.fifo,
+            "connected to SQS"
+        );
+        Ok(SqsTransport {
+            inner: Arc::new(Inner {
+                client,
+                queue_url,
+                info,
+                target,
+                wait_time: self.wait_time,
+                visibility_timeout: self.visibility_timeout,
+                deletes,
+                visibility_changes,
+                counters,
+            }),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.queue_url.is_none() && self.queue_name.is_none() {
+            return Err(ConfigError::Missing {
+                what: "the SQS queue".into(),
+                variables: "SqsTransportBuilder::queue_url or SqsTransportBuilder::queue_name"
+                    .into(),
+            });
+        }
+        if self.wait_time > MAX_WAIT_TIME {
+            return Err(ConfigError::invalid(
+                "wait_time",
+                "0 to 20 seconds",
+                format!("{:?}", self.wait_time),
+            ));
+        }
+        if let Some(timeout) = self.visibility_timeout
+            && timeout > MAX_VISIBILITY_TIMEOUT
+        {
+            return Err(ConfigError::invalid(
+                "visibility_timeout",
+                "0 to 43200 seconds (12 hours)",
+                format!("{timeout:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a client from the aws-config default chain and the endpoint of `config`.
+pub(super) async fn connect(config: &SqsConfig) -> Result<SqsTransport> {
+    // Fail on a missing queue setting before loading credentials.
+    let queue_name = match &config.queue_url {
+        Some(_) => config.queue_name.clone(),
+        None => Some(config.resolved_queue_name()?),
+    };
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let mut sqs_config = aws_sdk_sqs::config::Builder::from(&sdk);
+    if let Some(endpoint) = &config.endpoint_url {
+        sqs_config = sqs_config.endpoint_url(endpoint);
+    }
+    let mut builder = SqsTransport::builder(Client::from_conf(sqs_config.build()));
+    if let Some(url) = &config.queue_url {
+        builder = builder.queue_url(url);
+    }
+    if let Some(name) = queue_name {
+        builder = builder.queue_name(name);
+    }
+    if let Some(wait) = config.wait_time {
+        builder = builder.wait_time(wait);
+    }
+    if let Some(timeout) = config.visibility_timeout {
+        builder = builder.visibility_timeout(timeout);
+    }
+    if let Some(interval) = config.delete_flush_interval {
+        builder = builder.delete_flush_interval(interval);
+    }
+    builder.connect().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .build();
+        Client::from_conf(config)
+    }
+
+    #[test]
+    fn builder_rejects_missing_queue_and_out_of_range_settings() {
+        let missing = SqsTransportBuilder::new(client()).validate().unwrap_err();
+        assert!(missing.to_string().contains("queue_url"), "{missing}");
+        let wait = SqsTransportBuilder::new(client())
+            .queue_name("q")
+            .wait_time(Duration::from_secs(21))
+            .validate()
+            .unwrap_err();
+        assert!(wait.to_string().starts_with("wait_time"), "{wait}");
+        let visibility = SqsTransportBuilder::new(client())
+            .queue_name("q")
+            .visibility_timeout(Duration::from_secs(43_201))
+            .validate()
+            .unwrap_err();
+        assert!(visibility.to_string().starts_with("visibility_timeout"));
+        assert!(
+            SqsTransportBuilder::new(client())
+                .queue_url("http://localhost/1/q")
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn builder_debug_hides_the_queue_url() {
+        let builder = SqsTransportBuilder::new(client()).queue_url("https://sqs/123456789012/q");
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains("123456789012"), "{debug}");
+    }
+}

@@ -1,0 +1,251 @@
+//! SDK types to iniesta's: received messages, queue attributes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_sqs::types::{
+    Message as SdkMessage, MessageAttributeValue, MessageSystemAttributeName,
+};
+use bytes::Bytes;
+
+use crate::transport::QueueInfo;
+use crate::{AttributeValue, RawMessage, Receipt, SystemAttributes};
+
+/// Turns one delivery into a [`RawMessage`], or `None` (logged) when SQS left out its id or
+/// receipt handle: such a message can be neither identified nor deleted.
+///
+/// The body moves out of the SDK message (no copy); the SDK message without its body is kept
+/// in [`RawMessage::raw`].
+pub(super) fn raw_message(mut message: SdkMessage) -> Option<RawMessage> {
+    let (Some(id), Some(receipt)) = (message.message_id.clone(), message.receipt_handle.clone())
+    else {
+        tracing::warn!(
+            message_id = message.message_id.as_deref(),
+            has_receipt_handle = message.receipt_handle.is_some(),
+            "SQS returned a message without MessageId or ReceiptHandle; skipping it"
+        );
+        return None;
+    };
+    let body = Bytes::from(message.body.take().unwrap_or_default());
+    let attributes = message
+        .message_attributes
+        .as_ref()
+        .map(|attrs| {
+            attrs
+                .iter()
+                .filter_map(|(name, value)| Some((name.clone(), attribute(&id, name, value)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let system = message
+        .attributes
+        .as_ref()
+        .map(system_attributes)
+        .unwrap_or_else(|| SystemAttributes {
+            receive_count: 1,
+            ..SystemAttributes::default()
+        });
+    Some(RawMessage {
+        id,
+        receipt: Receipt::new(receipt),
+        body,
+        md5_of_body: message.md5_of_body.clone(),
+        attributes,
+        system,
+        raw: Some(Arc::new(message)),
+    })
+}
+
+fn attribute(id: &str, name: &str, value: &MessageAttributeValue) -> Option<AttributeValue> {
+    let data_type = value.data_type();
+    if data_type == "Binary" || data_type.starts_with("Binary.") {
+        let bytes = value.binary_value()?.as_ref();
+        return Some(AttributeValue::Binary(Bytes::copy_from_slice(bytes)));
+    }
+    match value.string_value() {
+        Some(text) => Some(AttributeValue::from_data_type(data_type, text.to_owned())),
+        None => {
+            // List values are reserved by SQS and never delivered today.
+            tracing::debug!(
+                message_id = id,
+                attribute = name,
+                data_type,
+                "message attribute has no string value; ignoring it"
+            );
+            None
+        }
+    }
+}
+
+fn system_attributes(attrs: &HashMap<MessageSystemAttributeName, String>) -> SystemAttributes {
+    let get = |name: MessageSystemAttributeName| attrs.get(&name).cloned();
+    let timestamp = |name: MessageSystemAttributeName| {
+        let millis: u64 = attrs.get(&name)?.trim().parse().ok()?;
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis))
+    };
+    SystemAttributes {
+        receive_count: attrs
+            .get(&MessageSystemAttributeName::ApproximateReceiveCount)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(1),
+        sent_timestamp: timestamp(MessageSystemAttributeName::SentTimestamp),
+        first_receive_timestamp: timestamp(
+            MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
+        ),
+        sender_id: get(MessageSystemAttributeName::SenderId),
+        message_group_id: get(MessageSystemAttributeName::MessageGroupId),
+        deduplication_id: get(MessageSystemAttributeName::MessageDeduplicationId),
+        sequence_number: get(MessageSystemAttributeName::SequenceNumber),
+    }
+}
+
+/// `maxReceiveCount` of a `RedrivePolicy` JSON document.
+///
+/// SQS sends it as a string (`"5"`), moto as a number (`5`): both are read.
+pub(super) fn max_receive_count(redrive_policy: &str) -> Option<u32> {
+    let policy: serde_json::Value = serde_json::from_str(redrive_policy).ok()?;
+    match policy.get("maxReceiveCount")? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The queue name at the end of a queue URL.
+pub(super) fn queue_name_from_url(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
+}
+
+/// [`QueueInfo`] from `GetQueueAttributes` (names as SQS spells them).
+pub(super) fn queue_info(name: &str, attributes: &HashMap<String, String>) -> QueueInfo {
+    let seconds = |key: &str| {
+        attributes
+            .get(key)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+    };
+    let mut info = QueueInfo::new(name);
+    if let Some(visibility) = seconds("VisibilityTimeout") {
+        info.visibility_timeout = visibility;
+    }
+    if let Some(retention) = seconds("MessageRetentionPeriod") {
+        info.retention = retention;
+    }
+    info.max_receive_count = attributes
+        .get("RedrivePolicy")
+        .and_then(|p| max_receive_count(p));
+    info.fifo = attributes
+        .get("FifoQueue")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || name.ends_with(".fifo");
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::primitives::Blob;
+
+    #[test]
+    fn redrive_policy_count_as_number_or_string() {
+        let arn = "arn:aws:sqs:us-east-1:123:dlq";
+        let moto = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":3}}"#);
+        let aws = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#);
+        assert_eq!(max_receive_count(&moto), Some(3));
+        assert_eq!(max_receive_count(&aws), Some(5));
+        assert_eq!(max_receive_count("{}"), None);
+        assert_eq!(max_receive_count("not json"), None);
+    }
+
+    #[test]
+    fn queue_attributes_become_queue_info() {
+        let attributes: HashMap<String, String> = [
+            ("VisibilityTimeout", "45"),
+            ("MessageRetentionPeriod", "600"),
+            ("FifoQueue", "true"),
+            ("RedrivePolicy", r#"{"maxReceiveCount":"4"}"#),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let info = queue_info("q.fifo", &attributes);
+        assert_eq!(info.visibility_timeout, Duration::from_secs(45));
+        assert_eq!(info.retention, Duration::from_secs(600));
+        assert_eq!(info.max_receive_count, Some(4));
+        assert!(info.fifo);
+        let plain = queue_info("q", &HashMap::new());
+        assert_eq!(plain, QueueInfo::new("q"));
+    }
+
+    #[test]
+    fn queue_name_is_the_last_segment() {
+        assert_eq!(
+            queue_name_from_url("https://sqs.us-east-1.amazonaws.com/123/orders"),
+            "orders"
+        );
+        assert_eq!(queue_name_from_url("http://localhost:5000/123/q/"), "q");
+    }
+
+    #[test]
+    fn sdk_message_converts_with_attributes() {
+        let message = SdkMessage::builder()
+            .message_id("m-1")
+            .receipt_handle("r-1")
+            .body("hello")
+            .md5_of_body("5d41402abc4b2a76b9719d911017c592")
+            .message_attributes(
+                "iniesta_pass",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("UserUpdated.user")
+                    .build()
+                    .unwrap(),
+            )
+            .message_attributes(
+                "n",
+                MessageAttributeValue::builder()
+                    .data_type("Number.int")
+                    .string_value("7")
+                    .build()
+                    .unwrap(),
+            )
+            .message_attributes(
+                "b",
+                MessageAttributeValue::builder()
+                    .data_type("Binary")
+                    .binary_value(Blob::new(vec![0u8, 255]))
+                    .build()
+                    .unwrap(),
+            )
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
+            .attributes(MessageSystemAttributeName::SentTimestamp, "1700000000123")
+            .attributes(MessageSystemAttributeName::MessageGroupId, "g")
+            .build();
+        let raw = raw_message(message).unwrap();
+        assert_eq!(raw.id, "m-1");
+        assert_eq!(raw.receipt.as_str(), "r-1");
+        assert_eq!(&raw.body[..], b"hello");
+        assert_eq!(
+            raw.attributes["iniesta_pass"].as_str(),
+            Some("UserUpdated.user")
+        );
+        assert_eq!(raw.attributes["n"].as_i64(), Some(7));
+        assert_eq!(raw.attributes["b"].as_binary(), Some(&[0u8, 255][..]));
+        assert_eq!(raw.system.receive_count, 3);
+        assert_eq!(
+            raw.system.sent_timestamp,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123))
+        );
+        assert_eq!(raw.system.message_group_id.as_deref(), Some("g"));
+        let sdk = raw.raw.unwrap().downcast::<SdkMessage>().unwrap();
+        assert_eq!(sdk.message_id(), Some("m-1"));
+        assert_eq!(sdk.body(), None);
+    }
+
+    #[test]
+    fn message_without_receipt_is_skipped() {
+        let message = SdkMessage::builder().message_id("m-1").body("x").build();
+        assert!(raw_message(message).is_none());
+    }
+}

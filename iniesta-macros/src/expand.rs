@@ -300,7 +300,11 @@ impl<'a> Target<'a> {
         let handler = self.handler();
         let new = quote_spanned!(span=> ::iniesta::__private::BoxedHandler::new(#handler));
         let assertions = check::assertions(self);
+        // The assertions come first: their targeted errors then precede the generic "is not an
+        // iniesta handler" that `BoxedHandler::new` reports for the same mistake.
         quote! {
+            #assertions
+
             fn __iniesta_make() -> ::iniesta::__private::BoxedHandler {
                 #new
             }
@@ -316,8 +320,6 @@ impl<'a> Target<'a> {
                     make: __iniesta_make,
                 }
             }
-
-            #assertions
         }
     }
 
@@ -333,15 +335,16 @@ impl<'a> Target<'a> {
             .map(|i| format_ident!("__arg{}", i))
             .collect();
         let types = &self.inputs;
-        let params = quote! {
+        let span = self.ident.span();
+        let params = quote_spanned! {span=>
             __this: ::iniesta::__private::Instance<#self_ty> #(, #args: #types)*
         };
         if let SelfArg::Ref(_) = self.self_arg {
-            quote! {
+            quote_spanned! {span=>
                 |#params| async move { #path(&*__this.0 #(, #args)*).await }
             }
         } else {
-            quote! {
+            quote_spanned! {span=>
                 |#params| #path(__this.0 #(, #args)*)
             }
         }

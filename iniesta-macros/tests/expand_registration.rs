@@ -78,7 +78,10 @@ fn registers_methods_under_their_type() {
         assert_eq!(registration.module, module_path!());
         let _ = (registration.make)();
     }
-    assert_eq!(registration("Billing::invoice_paid").line, Billing::METHOD_LINE);
+    assert_eq!(
+        registration("Billing::invoice_paid").line,
+        Billing::METHOD_LINE
+    );
 }
 
 #[test]

@@ -27,13 +27,19 @@ pub enum Error {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// A message body did not deserialize into the requested type.
-    #[error("message body is not valid JSON for `{type_name}`: {source}")]
+    ///
+    /// Carries only the position and the kind of problem: serde's own message quotes parts of
+    /// the body, and bodies are confidential.
+    #[error("message body is not valid JSON for `{type_name}`: {problem} at line {line} column {column}")]
     Json {
         /// The Rust type the body was read into.
         type_name: &'static str,
-        /// What serde said.
-        #[source]
-        source: serde_json::Error,
+        /// `syntax error`, `unexpected end of input` or `data does not fit the type`.
+        problem: &'static str,
+        /// Line of the problem in the body.
+        line: usize,
+        /// Column of the problem in the body.
+        column: usize,
     },
     /// Installing a signal handler or another I/O step failed.
     #[error("i/o error: {0}")]
@@ -65,6 +71,24 @@ pub enum ConfigError {
     /// Settings that do not fit together.
     #[error("{0}")]
     Conflict(String),
+}
+
+impl Error {
+    pub(crate) fn json<T>(error: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let problem = match error.classify() {
+            Category::Syntax => "syntax error",
+            Category::Eof => "unexpected end of input",
+            Category::Data => "data does not fit the type",
+            Category::Io => "i/o error",
+        };
+        Error::Json {
+            type_name: std::any::type_name::<T>(),
+            problem,
+            line: error.line(),
+            column: error.column(),
+        }
+    }
 }
 
 impl ConfigError {

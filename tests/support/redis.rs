@@ -98,7 +98,9 @@ impl RedisServer {
             .arg(self.port.to_string())
             .args(args)
             .output()
-            .unwrap_or_else(|e| panic!("redis-cli failed to run ({e}): apt-get install redis-tools"));
+            .unwrap_or_else(|e| {
+                panic!("redis-cli failed to run ({e}): apt-get install redis-tools")
+            });
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
@@ -161,7 +163,10 @@ impl RedisServer {
         }
         let _ = child.kill();
         let _ = child.wait();
-        panic!("redis-server on port {} did not answer PING within 10s", self.port);
+        panic!(
+            "redis-server on port {} did not answer PING within 10s",
+            self.port
+        );
     }
 }
 
@@ -238,8 +243,7 @@ impl LatencyProxy {
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                else {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
                     continue;
                 };
                 let (client_read, client_write) = client.into_split();
@@ -270,7 +274,8 @@ async fn delayed_copy(
     delay: Duration,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let (sender, mut receiver) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
     let writer = tokio::spawn(async move {
         while let Some((due, chunk)) = receiver.recv().await {
             tokio::time::sleep_until(due).await;

@@ -87,10 +87,7 @@ impl Message {
     ///
     /// [`Error::Json`](crate::Error::Json) naming `T` when the body is not JSON of that shape.
     pub fn json<T: DeserializeOwned>(&self) -> crate::Result<T> {
-        serde_json::from_slice(&self.inner.body).map_err(|source| crate::Error::Json {
-            type_name: std::any::type_name::<T>(),
-            source,
-        })
+        serde_json::from_slice(&self.inner.body).map_err(|e| crate::Error::json::<T>(&e))
     }
 
     /// One message attribute by name.

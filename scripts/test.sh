@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# iniesta's test command: what CI runs on a fresh machine, and what you run locally.
+#
+#   ./scripts/test.sh                      fmt, clippy, all tests (unit, integration, doc,
+#                                          trybuild), docs
+#   ./scripts/test.sh --test sqs_transport extra arguments go to `cargo test`
+#   QUICK=1 ./scripts/test.sh --test sqs_transport
+#                                          skip fmt, clippy and docs
+#
+# It makes sure Redis answers on 127.0.0.1:6379 (starting one if not), installs moto into
+# .ci/.cache/moto-venv (cached between runs), starts moto on a free loopback port, exports
+# INIESTA_TEST_SQS_ENDPOINT and static AWS test credentials, and stops what it started on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/moto.sh
+source "$ROOT/scripts/moto.sh"
+
+REDIS_PORT=6379
+STARTED_REDIS=""
+
+fail() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+redis_answers() {
+    if command -v redis-cli >/dev/null; then
+        [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == "PONG" ]]
+    else
+        # bash's /dev/tcp: send PING, expect +PONG.
+        (
+            exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT" || exit 1
+            printf 'PING\r\n' >&3
+            read -r -t 2 reply <&3 && [[ "$reply" == "+PONG"* ]]
+        ) 2>/dev/null
+    fi
+}
+
+ensure_redis() {
+    redis_answers && return 0
+    command -v redis-server >/dev/null ||
+        fail "Redis is not running on 127.0.0.1:$REDIS_PORT and redis-server is not installed: apt-get install redis-server"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+        --pidfile "$ROOT/.ci/.cache/redis-$REDIS_PORT.pid" >/dev/null
+    STARTED_REDIS=1
+    for _ in $(seq 1 50); do
+        redis_answers && {
+            echo "started redis-server on 127.0.0.1:$REDIS_PORT" >&2
+            return 0
+        }
+        sleep 0.1
+    done
+    fail "redis-server did not answer on 127.0.0.1:$REDIS_PORT within 5 s"
+}
+
+stop_redis() {
+    [[ -n "$STARTED_REDIS" && -z "${KEEP_REDIS:-}" ]] || return 0
+    local pidfile="$ROOT/.ci/.cache/redis-$REDIS_PORT.pid"
+    if [[ -f "$pidfile" ]]; then
+        kill "$(cat "$pidfile")" 2>/dev/null || true
+        rm -f "$pidfile"
+    fi
+}
+
+cleanup() {
+    moto_stop
+    stop_redis
+}
+
+command -v cargo >/dev/null || fail "cargo is not installed: https://rustup.rs"
+command -v curl >/dev/null || fail "curl is not installed: apt-get install curl"
+mkdir -p "$ROOT/.ci/.cache"
+
+trap cleanup EXIT
+ensure_redis
+moto_install
+moto_start
+
+step() {
+    echo "==> $*" >&2
+    "$@"
+}
+
+if [[ -z "${QUICK:-}" ]]; then
+    step cargo fmt --all -- --check
+    step cargo clippy --workspace --all-targets --all-features -- -D warnings
+fi
+step cargo test --workspace --all-features "$@"
+if [[ -z "${QUICK:-}" ]]; then
+    RUSTDOCFLAGS="-D warnings" step cargo doc --workspace --no-deps --all-features
+fi
+echo "all checks passed" >&2

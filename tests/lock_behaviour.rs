@@ -15,14 +15,14 @@ use support::redis::{RedisServer, lock_config, urls};
 struct Subject {
     lock: Arc<dyn IdempotencyLock>,
     fencing: bool,
-    _servers: Vec<RedisServer>,
+    servers: Vec<RedisServer>,
 }
 
 async fn memory(ttl: Duration) -> Subject {
     Subject {
         lock: Arc::new(MemoryLock::with_ttl(ttl)),
         fencing: true,
-        _servers: Vec::new(),
+        servers: Vec::new(),
     }
 }
 
@@ -35,7 +35,7 @@ async fn redlock(ttl: Duration, servers: usize, fencing: bool) -> Subject {
     Subject {
         lock: Arc::new(lock),
         fencing,
-        _servers: servers,
+        servers,
     }
 }
 
@@ -215,7 +215,7 @@ async fn concurrent_acquirers_get_the_key_once(s: Subject) {
         .count();
     // Exactly one with a single arbiter; a split vote among servers may leave none, never two.
     assert!(winners <= 1, "{results:?}");
-    assert!(winners == 1 || s._servers.len() > 1, "{results:?}");
+    assert!(winners == 1 || s.servers.len() > 1, "{results:?}");
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
 }
 

@@ -106,13 +106,13 @@ pub(crate) fn signature(sig: &Signature, place: Place, errors: &mut Errors) {
             "handlers cannot be variadic: remove `...`",
         ));
     }
-    if let ReturnType::Type(_, ty) = &sig.output {
-        if mentions_impl(ty) {
-            errors.push(Error::new_spanned(
-                ty,
-                "handlers cannot return `impl Trait`: return `()` or `Result<(), E>`",
-            ));
-        }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && mentions_impl(ty)
+    {
+        errors.push(Error::new_spanned(
+            ty,
+            "handlers cannot return `impl Trait`: return `()` or `Result<(), E>`",
+        ));
     }
 }
 
@@ -163,9 +163,6 @@ pub(crate) fn assertions(target: &Target<'_>) -> TokenStream {
         (SelfArg::Ref(span) | SelfArg::Arc(span), Some(self_ty)) => {
             let self_ty = respan(self_ty.to_token_stream(), span);
             quote_spanned! {span=>
-                fn __iniesta_assert_instance<
-                    T: ?::core::marker::Sized + ::core::marker::Send + ::core::marker::Sync + 'static,
-                >() {}
                 __iniesta_assert_instance::<#self_ty>();
             }
         }
@@ -185,7 +182,7 @@ pub(crate) fn assertions(target: &Target<'_>) -> TokenStream {
             .map(|_| quote_spanned!(span=> ::core::panic!())),
     );
     let send = quote_spanned! {span=>
-        #[allow(dead_code, unreachable_code, clippy::diverging_sub_expression)]
+        #[allow(dead_code, unreachable_code, clippy::diverging_sub_expression, clippy::panic)]
         fn __iniesta_check_send() {
             let __handler = #handler;
             ::iniesta::__private::assert_send_future(__handler(#(#args),*));
@@ -195,6 +192,10 @@ pub(crate) fn assertions(target: &Target<'_>) -> TokenStream {
     quote! {
         #[allow(dead_code)]
         fn __iniesta_check_types() {
+            fn __iniesta_assert_instance<
+                T: ?::core::marker::Sized + ::core::marker::Send + ::core::marker::Sync + 'static,
+            >() {}
+
             #(#extractors)*
             #(#result)*
             #instance
@@ -232,9 +233,9 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 mod tests {
     use super::*;
 
-    fn errors(sig: Signature, place: Place) -> Vec<String> {
+    fn errors(sig: &Signature, place: Place) -> Vec<String> {
         let mut errors = Errors::default();
-        signature(&sig, place, &mut errors);
+        signature(sig, place, &mut errors);
         match errors.finish() {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
@@ -243,17 +244,17 @@ mod tests {
 
     #[test]
     fn accepts_handlers() {
-        assert!(errors(syn::parse_quote!(async fn f()), Place::Free).is_empty());
+        assert!(errors(&syn::parse_quote!(async fn f()), Place::Free).is_empty());
         assert!(
             errors(
-                syn::parse_quote!(async fn f(msg: Message, Json(v): Json<V>) -> Result<(), E>),
+                &syn::parse_quote!(async fn f(msg: Message, Json(v): Json<V>) -> Result<(), E>),
                 Place::Free
             )
             .is_empty()
         );
         assert!(
             errors(
-                syn::parse_quote!(async fn f(&self, msg: Message)),
+                &syn::parse_quote!(async fn f(&self, msg: Message)),
                 Place::Method
             )
             .is_empty()
@@ -263,7 +264,7 @@ mod tests {
     #[test]
     fn reports_every_error_at_once() {
         let found = errors(
-            syn::parse_quote!(unsafe fn f<T>(&self, x: impl Into<T>) -> impl Sized),
+            &syn::parse_quote!(unsafe fn f<T>(&self, x: impl Into<T>) -> impl Sized),
             Place::Free,
         );
         assert_eq!(found.len(), 6, "{found:#?}");
@@ -278,7 +279,7 @@ mod tests {
     #[test]
     fn rejects_where_clauses_and_bad_receivers() {
         let found = errors(
-            syn::parse_quote!(async fn f(&mut self) where Self: Sized),
+            &syn::parse_quote!(async fn f(&mut self) where Self: Sized),
             Place::Method,
         );
         assert_eq!(found.len(), 2, "{found:#?}");
@@ -290,10 +291,10 @@ mod tests {
     fn limits_the_arity() {
         let ok: Signature =
             syn::parse_quote!(async fn f(&self, a: A, b: B, c: C, d: D, e: E, f: F, g: G));
-        assert!(errors(ok, Place::Method).is_empty());
+        assert!(errors(&ok, Place::Method).is_empty());
         let too_many: Signature =
             syn::parse_quote!(async fn f(&self, a: A, b: B, c: C, d: D, e: E, f: F, g: G, h: H));
-        let found = errors(too_many, Place::Method);
+        let found = errors(&too_many, Place::Method);
         assert_eq!(
             found,
             ["handlers take at most 8 arguments: group some into your own `FromMessage` extractor"]

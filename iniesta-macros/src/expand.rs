@@ -6,17 +6,19 @@
 //! async fn user_updated(msg: Message) { .. }
 //! #[doc(hidden)]
 //! fn __iniesta_register_user_updated() {
+//!     fn __iniesta_check_types() { assert_extractor::<Message>(); }
+//!     fn __iniesta_check_send() { let h = user_updated; assert_send_future(h(panic!())); }
 //!     fn __iniesta_make() -> BoxedHandler { BoxedHandler::new(user_updated) }
 //!     inventory::submit! { Registration { keys: &["UserUpdated.user"], .., make: __iniesta_make } }
-//!     fn __iniesta_check_types() { assert_extractor::<Message>(); }
-//!     fn __iniesta_check_send() { assert_send_future(user_updated(panic!())); }
 //! }
 //! ```
 //!
 //! The registration sits in a never-called fn rather than a `const _` so that `#[handler]` on an
-//! associated fn of an impl without `#[handlers]` fails with one error (the fn's name cannot be
-//! found there) instead of also "`const` items in this context need a name". `submit!` works
-//! in any body: its statics are items, linked whether or not the fn runs.
+//! associated fn of an impl without `#[handlers]` fails with one error, "cannot find value
+//! `user_updated` in this scope" at the fn's name (every reference is spanned there and is a
+//! value path, so rustc reports it once), instead of also "`const` items in this context need a
+//! name". No item can tell the two contexts apart to say more. `submit!` works in any body: its
+//! statics are items, linked whether or not the fn runs.
 //!
 //! A `#[handlers]` impl block expands to the block, each `#[handler(..)]` replaced by a marker
 //! that makes the inner attribute hand the method back unchanged, then per handler method
@@ -57,7 +59,7 @@ pub(crate) fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let Item::Fn(mut function) = item else {
         errors.push(not_a_fn(&item));
-        return with_errors(item.into_token_stream(), errors);
+        return with_errors(item, errors);
     };
     function.attrs.retain(|attr| {
         let more = parse::is_handler_attr(attr);
@@ -68,7 +70,7 @@ pub(crate) fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     });
     check::signature(&function.sig, Place::Free, &mut errors);
     let Some(args) = args.filter(|_| errors.is_empty()) else {
-        return with_errors(function.into_token_stream(), errors);
+        return with_errors(function, errors);
     };
 
     let shim = format_ident!("__iniesta_register_{}", function.sig.ident.unraw());
@@ -107,7 +109,7 @@ pub(crate) fn handlers(args: TokenStream, item: TokenStream) -> TokenStream {
             parse::item_head(&item),
             "`#[handlers]` goes on an impl block whose handler methods have `#[handler(..)]`",
         ));
-        return with_errors(item.into_token_stream(), errors);
+        return with_errors(item, errors);
     };
     check::impl_block(&block, &mut errors);
     let methods = take_handler_methods(&mut block, &mut errors);
@@ -120,7 +122,7 @@ pub(crate) fn handlers(args: TokenStream, item: TokenStream) -> TokenStream {
         ));
     }
     if !errors.is_empty() {
-        return with_errors(block.into_token_stream(), errors);
+        return with_errors(block, errors);
     }
 
     let impl_cfgs: Vec<_> = parse::cfg_attrs(&block.attrs).collect();
@@ -225,7 +227,7 @@ fn not_a_fn(item: &Item) -> Error {
 
 /// The item as written, then the errors: the item keeps existing for the IDE and for the rest
 /// of the crate.
-fn with_errors(item: TokenStream, errors: Errors) -> TokenStream {
+fn with_errors(item: impl ToTokens, errors: Errors) -> TokenStream {
     let errors = errors
         .finish()
         .err()

@@ -47,11 +47,8 @@ impl Parse for HandlerArgs {
                 }
             };
             let value = key.value();
-            if value.is_empty() {
-                errors.push(Error::new(
-                    key.span(),
-                    "event key cannot be empty: write the key, like `\"UserUpdated.user\"`, or use a bare `#[handler]` for the fallback",
-                ));
+            if let Err(reason) = check_key(&value) {
+                errors.push(Error::new(key.span(), reason));
             } else if keys.iter().any(|seen| seen.value() == value) {
                 errors.push(Error::new(
                     key.span(),
@@ -62,6 +59,24 @@ impl Parse for HandlerArgs {
         }
         errors.finish()?;
         Ok(HandlerArgs { keys })
+    }
+}
+
+/// The key rules of the runtime's router, checked here so a bad key fails the build at the
+/// literal rather than the app at startup: an exact key, or a prefix pattern ending in `*`.
+fn check_key(key: &str) -> Result<(), &'static str> {
+    if key.trim().is_empty() {
+        return Err(
+            "event key cannot be empty: write the key, like `\"UserUpdated.user\"`, or use a bare `#[handler]` for the fallback",
+        );
+    }
+    match key.find('*') {
+        None => Ok(()),
+        Some(at) if at + 1 == key.len() && at > 0 => Ok(()),
+        Some(_) if key == "*" => {
+            Err("`\"*\"` alone would match every key: use a bare `#[handler]` for the fallback")
+        }
+        Some(_) => Err("`*` may only end a prefix pattern, as in `\"UserUpdated.*\"`"),
     }
 }
 
@@ -275,6 +290,22 @@ mod tests {
             "event key cannot be empty: write the key, like `\"UserUpdated.user\"`, or use a bare `#[handler]` for the fallback \
              | duplicate event key `A.x`: remove this one"
         );
+    }
+
+    #[test]
+    fn checks_patterns_like_the_router() {
+        assert_eq!(
+            keys(quote::quote!("UserUpdated.*", "User*")).unwrap(),
+            ["UserUpdated.*", "User*"]
+        );
+        assert!(error(quote::quote!("  ")).starts_with("event key cannot be empty"));
+        assert!(error(quote::quote!("*")).starts_with("`\"*\"` alone would match every key"));
+        for key in ["*.user", "User*.user", "User**"] {
+            assert!(
+                error(quote::quote!(#key)).starts_with("`*` may only end a prefix pattern"),
+                "{key}"
+            );
+        }
     }
 
     #[test]

@@ -318,13 +318,15 @@ impl TestQueue {
             .expect("SendMessage returns the id")
     }
 
-    /// Sends a message to this FIFO queue in `group`; returns the message id.
+    /// Sends a message to this FIFO queue in `group`, with a unique deduplication id (moto
+    /// sets `SequenceNumber` only with an explicit one); returns the message id.
     pub async fn send_fifo(&self, event: &str, body: &str, group: &str) -> String {
         self.client
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
             .message_group_id(group)
+            .message_deduplication_id(unique("dedup"))
             .message_attributes(EVENT_ATTRIBUTE, string_attribute(event))
             .send()
             .await

@@ -39,8 +39,25 @@ pub struct MemoryLock {
 struct State {
     held: HashMap<String, (String, Instant)>,
     processed: HashMap<String, Instant>,
-    fencing: HashMap<String, u64>,
+    /// One counter for all keys: strictly increasing across every acquisition, so it is a
+    /// valid fencing token per key too, and nothing is kept per key after release.
     next_token: u64,
+    /// Map sizes after the last purge of expired entries.
+    purged_at: usize,
+}
+
+impl State {
+    /// Drops expired locks and markers once the maps have doubled since the last purge, so
+    /// memory stays proportional to what is live, at amortised O(1) per operation.
+    fn purge_expired(&mut self, now: Instant) {
+        let size = self.held.len() + self.processed.len();
+        if size < 1024 || size < self.purged_at * 2 {
+            return;
+        }
+        self.held.retain(|_, (_, until)| *until > now);
+        self.processed.retain(|_, until| *until > now);
+        self.purged_at = self.held.len() + self.processed.len();
+    }
 }
 
 impl Default for MemoryLock {
@@ -73,6 +90,7 @@ impl IdempotencyLock for MemoryLock {
     fn acquire(&self, keys: &[&str]) -> BoxFuture<'_, Vec<Result<Acquisition, LockError>>> {
         let now = Instant::now();
         let mut state = self.state();
+        state.purge_expired(now);
         let results = keys
             .iter()
             .map(|key| {
@@ -83,14 +101,13 @@ impl IdempotencyLock for MemoryLock {
                     return Ok(Acquisition::Busy);
                 }
                 state.next_token += 1;
-                let token = format!("memory-{}", state.next_token);
+                let fencing = state.next_token;
+                let token = format!("memory-{fencing}");
                 state
                     .held
                     .insert((*key).to_owned(), (token.clone(), now + self.ttl));
-                let fencing = state.fencing.entry((*key).to_owned()).or_default();
-                *fencing += 1;
                 let lease = Lease::new((*key).to_owned(), token, now, self.ttl)
-                    .with_fencing_token(*fencing);
+                    .with_fencing_token(fencing);
                 Ok(Acquisition::Acquired(lease))
             })
             .collect();
@@ -131,8 +148,11 @@ impl IdempotencyLock for MemoryLock {
         key: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), LockError>> {
-        let until = Instant::now() + ttl;
-        self.state().processed.insert(key.to_owned(), until);
+        let now = Instant::now();
+        let mut state = self.state();
+        state.purge_expired(now);
+        state.processed.insert(key.to_owned(), now + ttl);
+        drop(state);
         Box::pin(std::future::ready(Ok(())))
     }
 

@@ -149,8 +149,8 @@ impl RawMessage {
                 .filter(|v| !v.is_empty()),
             IdempotencyKey::MessageId => None,
         }
-        .or_else(|| sns.as_ref().map(|s: &SnsNotification| s.message_id.clone()))
-        .unwrap_or_else(|| id.clone());
+        // `None` stands for the SQS message id itself, saving a copy per message.
+        .or_else(|| sns.as_ref().map(|s: &SnsNotification| s.message_id.clone()));
         Ok(Message {
             inner: Arc::new(Inner {
                 id,
@@ -217,10 +217,12 @@ fn envelope_attribute(attr: EnvelopeAttribute) -> AttributeValue {
 
 /// Lowercase hex MD5, as SQS reports `MD5OfBody`.
 pub(crate) fn md5_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Md5::digest(bytes);
     let mut out = String::with_capacity(32);
     for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 0x0f)] as char);
     }
     out
 }

@@ -48,7 +48,8 @@ struct Inner {
     receipt: Receipt,
     body: Bytes,
     event: Option<String>,
-    idempotency_key: String,
+    /// `None`: the message id.
+    idempotency_key: Option<String>,
     attributes: HashMap<String, AttributeValue>,
     system: SystemAttributes,
     sns: Option<SnsNotification>,
@@ -127,7 +128,7 @@ impl Message {
 
     /// The key the idempotency lock and the processed marker use.
     pub fn idempotency_key(&self) -> &str {
-        &self.inner.idempotency_key
+        self.inner.idempotency_key.as_deref().unwrap_or(&self.inner.id)
     }
 
     /// The receipt handle of this delivery.

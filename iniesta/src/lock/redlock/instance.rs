@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -119,6 +120,45 @@ impl Instance {
 
     pub(super) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Whether the last call succeeded.
+    pub(super) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Pings the server every `every` for as long as the lock exists.
+    ///
+    /// A connection learns that its server went away only when a call fails; the ping takes
+    /// that failure (and the reconnection it triggers) instead of a lock call, notices a
+    /// server coming back without waiting for traffic, and keeps [`is_up`](Self::is_up)
+    /// current while the lock is idle.
+    pub(super) fn spawn_health_check(self: &Arc<Self>, every: Duration) {
+        let instance: Weak<Instance> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(instance) = instance.upgrade() else {
+                    return;
+                };
+                instance.ping().await;
+            }
+        });
+    }
+
+    async fn ping(&self) {
+        let mut connection = self.connection.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<Value>(&mut connection);
+        let result = match tokio::time::timeout(self.timeout, ping).await {
+            Err(_) => Err(CallError::Timeout(self.timeout)),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(CallError::Redis(e)),
+        };
+        self.record(result.as_ref().err());
     }
 
     /// Sends `pipe` in one round trip and returns one value per command.

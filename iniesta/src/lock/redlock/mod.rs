@@ -19,11 +19,12 @@
 //! 4. [`extend`](IdempotencyLock::extend) and [`release`](IdempotencyLock::release) run Lua
 //!    scripts that compare the token first, so only the owner extends or deletes.
 //!
-//! Every call to a server runs under the call timeout (`INIESTA_REDIS_TIMEOUT`), and answers are
-//! counted as they arrive: once a majority decides, the caller goes on and the slower servers'
-//! calls finish in the background. A hung server therefore costs nothing while the others
-//! answer, and a dead one fails its calls at once (its connection is retried on each call,
-//! never in a backoff that holds calls).
+//! Every call to a server runs under the call timeout (`INIESTA_REDIS_TIMEOUT`). Answers are
+//! awaited from every server believed up; a server whose last call failed is not waited for once
+//! the others decide (its call finishes in the background). So a hung server costs one call
+//! timeout, then nothing while the others answer; a dead one fails its calls at once (its
+//! connection is retried on use, never in a backoff that holds calls); and each server is pinged
+//! every 500 ms, so it is known to be back before the next lock call needs it.
 //!
 //! # Keys
 //!
@@ -134,6 +135,9 @@ use crate::{ConfigError, LockError};
 /// which no delivery of the message can come back.
 pub const FENCE_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 
+/// How often each server is pinged, to notice it leaving and coming back without traffic.
+const HEALTH_CHECK_EVERY: Duration = Duration::from_millis(500);
+
 /// The shortest lock ttl accepted.
 const MIN_TTL: Duration = Duration::from_millis(10);
 
@@ -231,6 +235,9 @@ impl Redlock {
             }),
         };
         lock.check_topology(config).await;
+        for instance in &lock.inner.instances {
+            instance.spawn_health_check(HEALTH_CHECK_EVERY);
+        }
         Ok(lock)
     }
 
@@ -263,7 +270,7 @@ impl Redlock {
                 "one lock server: no lock (and no handling) while it is down; three or five \
                  independent servers tolerate failures"
             );
-        } else if total % 2 == 0 {
+        } else if total.is_multiple_of(2) {
             tracing::warn!(
                 servers = total,
                 quorum = inner.quorum,
@@ -343,19 +350,34 @@ impl Redlock {
         answer: fn(&[Value]) -> Option<bool>,
     ) -> Count {
         let mut count = Count::new(self.inner.instances.len());
+        let mut replied = vec![false; self.inner.instances.len()];
         let mut replies = self.send_all(pipe, script);
-        while let Some((_, reply)) = replies.next().await {
+        while let Some((index, reply)) = replies.next().await {
+            replied[index] = true;
             match reply.ok().and_then(|values| answer(&values)) {
                 Some(true) => count.yes(),
                 Some(false) => count.no(),
                 None => count.failed(),
             }
-            if count.outcome().is_some() {
+            if count.outcome().is_some() && !self.waiting_on_live(&replied) {
                 break;
             }
         }
         finish_in_background(replies);
         count
+    }
+
+    /// Whether a server that has not replied yet is believed up (its last call succeeded).
+    ///
+    /// Answers are awaited from every live server, so counts are exact and a processed marker
+    /// on any of them is seen; a server whose last call failed is not waited for once the
+    /// others decide, so a hung server costs one call timeout, not one per call.
+    fn waiting_on_live(&self, replied: &[bool]) -> bool {
+        self.inner
+            .instances
+            .iter()
+            .zip(replied)
+            .any(|(instance, replied)| !replied && instance.is_up())
     }
 
     fn no_quorum(&self, count: &Count) -> LockError {
@@ -445,8 +467,10 @@ impl Redlock {
 
         let mut votes = vec![KeyVotes::new(total); keys.len()];
         let mut silent = 0;
+        let mut replied = vec![false; total];
         let mut replies = self.send_all(pipe, script);
-        while let Some((_, reply)) = replies.next().await {
+        while let Some((index, reply)) = replies.next().await {
+            replied[index] = true;
             match reply
                 .ok()
                 .and_then(|values| inner.read_acquire(&values, keys.len()))
@@ -461,13 +485,16 @@ impl Redlock {
                     votes.iter_mut().for_each(|v| v.count.failed());
                 }
             }
-            if votes.iter().all(KeyVotes::decided) {
+            let all_processed = votes.iter().all(|v| v.marker);
+            if all_processed
+                || (votes.iter().all(KeyVotes::decided) && !self.waiting_on_live(&replied))
+            {
                 break;
             }
         }
         finish_in_background(replies);
         // A server that failed or did not answer yet may still have granted the lock.
-        let uncertain = silent > 0 || votes.first().is_some_and(|v| v.count.answered() < total);
+        let uncertain = silent > 0 || replied.contains(&false);
 
         // `None`: held, with a fencing token still to settle.
         let mut outcomes: Vec<Option<Result<Acquisition, LockError>>> =
@@ -555,7 +582,7 @@ impl Redlock {
             for &index in &to_release {
                 inner.push_release(&mut pipe, keys[index], &tokens[index]);
             }
-            finish_in_background(self.send_all(pipe, Some(&scripts::RELEASE)));
+            finish_in_background(self.send_all(pipe, None));
         }
         outcomes
     }
@@ -579,8 +606,10 @@ impl Redlock {
                 .arg(millis(FENCE_TTL));
         }
         let mut counts = vec![Count::new(total); unsettled.len()];
+        let mut replied = vec![false; total];
         let mut replies = self.send_all(pipe, Some(&scripts::RAISE_FENCE));
-        while let Some((_, reply)) = replies.next().await {
+        while let Some((index, reply)) = replies.next().await {
+            replied[index] = true;
             match reply {
                 Ok(values) if values.len() == unsettled.len() => {
                     for ((count, value), (_, fence)) in
@@ -595,7 +624,7 @@ impl Redlock {
                 }
                 _ => counts.iter_mut().for_each(Count::failed),
             }
-            if counts.iter().all(|c| c.outcome().is_some()) {
+            if counts.iter().all(|c| c.outcome().is_some()) && !self.waiting_on_live(&replied) {
                 break;
             }
         }
@@ -649,7 +678,7 @@ impl Redlock {
             .push_release(&mut pipe, lease.key(), lease.token());
         // Any answer counts: 0 means the lock had expired or moved on, which is released too.
         let count = self
-            .ask(pipe, Some(&scripts::RELEASE), |values| match values {
+            .ask(pipe, None, |values| match values {
                 [Value::Int(_)] => Some(true),
                 _ => None,
             })
@@ -711,8 +740,8 @@ impl Inner {
     }
 
     fn push_release(&self, pipe: &mut Pipeline, key: &str, token: &str) {
-        pipe.cmd("EVALSHA")
-            .arg(scripts::RELEASE.get_hash())
+        pipe.cmd("EVAL")
+            .arg(scripts::RELEASE)
             .arg(1)
             .arg(self.lock_key(key))
             .arg(token);
@@ -905,8 +934,10 @@ mod tests {
 
     #[tokio::test]
     async fn connect_rejects_bad_settings_without_contacting_redis() {
-        let mut config = LockConfig::default();
-        config.redis_urls = vec!["redis://:secret@127.0.0.1:notaport".into()];
+        let config = LockConfig {
+            redis_urls: vec!["redis://:secret@127.0.0.1:notaport".into()],
+            ..LockConfig::default()
+        };
         let error = Redlock::connect(&config).await.unwrap_err().to_string();
         assert!(
             error.contains("INIESTA_REDIS_URLS") && !error.contains("secret"),
@@ -917,18 +948,22 @@ mod tests {
         config.redis_urls.clear();
         assert!(Redlock::connect(&config).await.is_err());
 
-        let mut config = LockConfig::default();
-        config.ttl = Duration::from_millis(5);
+        let config = LockConfig {
+            ttl: Duration::from_millis(5),
+            ..LockConfig::default()
+        };
         let error = Redlock::connect(&config).await.unwrap_err().to_string();
         assert!(error.contains("INIESTA_LOCK_TIMEOUT"), "{error}");
     }
 
     #[tokio::test]
     async fn connect_succeeds_with_every_server_down() {
-        let mut config = LockConfig::default();
-        // Port 1 on loopback refuses at once.
-        config.redis_urls = vec!["redis://127.0.0.1:1".into(), "redis://127.0.0.1:2".into()];
-        config.call_timeout = Duration::from_millis(200);
+        let config = LockConfig {
+            // Ports 1 and 2 on loopback refuse at once.
+            redis_urls: vec!["redis://127.0.0.1:1".into(), "redis://127.0.0.1:2".into()],
+            call_timeout: Duration::from_millis(200),
+            ..LockConfig::default()
+        };
         let lock = Redlock::connect(&config).await.unwrap();
         assert_eq!(lock.quorum(), 2);
         let result = lock.acquire(&["k"]).await;

@@ -1,9 +1,9 @@
 //! The Lua scripts: each compares a token or a counter before it writes, atomically.
 //!
-//! They are sent as `EVALSHA` inside pipelines; a server that lost its script cache (restarted)
-//! answers `NOSCRIPT`, and [`Instance::query`](super::instance::Instance::query) loads the
-//! scripts and sends the pipeline again. Nothing has run when `NOSCRIPT` comes back (every
-//! command of such a pipeline is a script, or a read), so the retry repeats no write.
+//! Most are sent as `EVALSHA` inside pipelines; a server that lost its script cache (restarted,
+//! `SCRIPT FLUSH`) answers `NOSCRIPT`, and [`Instance::query`](super::instance::Instance::query)
+//! loads the script and sends the pipeline again. Nothing has run when `NOSCRIPT` comes back
+//! (the other commands of such a pipeline are reads), so the retry repeats no write.
 
 use std::sync::LazyLock;
 
@@ -12,16 +12,16 @@ use redis::Script;
 /// Deletes the lock when it still holds our token.
 ///
 /// `KEYS[1]` lock key; `ARGV[1]` token. Returns 1 when deleted, 0 when the lock was lost.
-pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+///
+/// Sent by `EVAL` with its source, never `EVALSHA`: a release often compensates for a call
+/// that timed out on a hung server, and must run after it when the server wakes, whether or
+/// not that server still has the script cached; nobody is left to retry a `NOSCRIPT` then.
+pub(super) const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
-",
-    )
-});
+";
 
 /// Resets the lock's expiry when it still holds our token.
 ///

@@ -1,7 +1,7 @@
 //! The queue's bookkeeping, kept under one mutex: what is visible, in flight, delayed.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -38,7 +38,7 @@ impl Stored {
             receive_count: self.receive_count,
             sent_timestamp: Some(self.sent_at),
             first_receive_timestamp: self.first_received_at,
-            sender_id: Some("memory".to_owned()),
+            sender_id: None,
             message_group_id: self.group_id.clone(),
             deduplication_id: self.deduplication_id.clone(),
             sequence_number: self.group_id.as_ref().map(|_| format!("{:020}", self.sequence)),
@@ -58,9 +58,10 @@ pub(super) struct Received {
 pub(super) struct QueueState {
     next_sequence: u64,
     next_receipt: u64,
-    messages: HashMap<u64, Stored>,
-    by_receipt: HashMap<Receipt, u64>,
-    by_id: HashMap<String, u64>,
+    /// Messages by sequence number: slot `i` holds sequence `base + i`. Sequences only grow,
+    /// so lookups are O(1) without hashing (this is the simulator's hot path).
+    slots: VecDeque<Option<Stored>>,
+    base: u64,
     /// Visible messages, in send order (FIFO queues rely on the order).
     visible: BTreeSet<u64>,
     /// When delayed or in-flight messages become visible: (at, sequence, generation).
@@ -86,13 +87,12 @@ impl QueueState {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         stored.sequence = sequence;
-        self.by_id.insert(stored.id.clone(), sequence);
         if delay.is_zero() {
             self.visible.insert(sequence);
         } else {
             self.timers.push(Reverse((now + delay, sequence, 0)));
         }
-        self.messages.insert(sequence, stored);
+        self.slots.push_back(Some(stored));
         true
     }
 
@@ -103,7 +103,7 @@ impl QueueState {
                 break;
             }
             self.timers.pop();
-            let Some(stored) = self.messages.get_mut(&sequence) else {
+            let Some(stored) = slot_mut(&mut self.slots, self.base, sequence) else {
                 continue;
             };
             if stored.generation != generation {
@@ -135,63 +135,64 @@ impl QueueState {
             let Some(sequence) = self.duplicates.pop() else {
                 break;
             };
-            let receipt = self.new_receipt();
-            if let Some(stored) = self.messages.get_mut(&sequence) {
+            let receipt = self.new_receipt(sequence);
+            if let Some(stored) = self.get_mut(sequence) {
                 stored.receipts.push(receipt.clone());
-                self.by_receipt.insert(receipt.clone(), sequence);
                 out.deliveries.push(stored.delivery(receipt));
             }
         }
         // FIFO: a group with a message in flight is blocked for this whole receive.
         let blocked: HashSet<String> = self.groups_in_flight.keys().cloned().collect();
-        let mut taken = Vec::new();
+        let mut taken = Vec::with_capacity(max);
         for &sequence in &self.visible {
             if out.deliveries.len() + taken.len() >= max {
                 break;
             }
-            let stored = &self.messages[&sequence];
-            if stored
-                .group_id
-                .as_ref()
-                .is_some_and(|group| blocked.contains(group))
-            {
-                continue;
+            if !blocked.is_empty() {
+                let group = self.get(sequence).and_then(|m| m.group_id.as_ref());
+                if group.is_some_and(|group| blocked.contains(group)) {
+                    continue;
+                }
             }
             taken.push(sequence);
         }
         for sequence in taken {
             self.visible.remove(&sequence);
-            let exhausted = max_receive_count
-                .is_some_and(|max| self.messages[&sequence].receive_count >= max);
+            let exhausted = max_receive_count.is_some_and(|max| {
+                self.get(sequence)
+                    .is_some_and(|m| m.receive_count >= max)
+            });
             if exhausted {
-                let stored = self.remove(sequence).expect("visible message is stored");
-                out.dead_letters.push(stored);
+                if let Some(stored) = self.remove(sequence) {
+                    out.dead_letters.push(stored);
+                }
                 continue;
             }
-            let receipt = self.new_receipt();
-            let stored = self.messages.get_mut(&sequence).expect("visible message is stored");
-            for old in stored.receipts.drain(..) {
-                self.by_receipt.remove(&old);
-            }
+            let receipt = self.new_receipt(sequence);
+            let Some(stored) = self.get_mut(sequence) else {
+                continue;
+            };
+            stored.receipts.clear();
             stored.receipts.push(receipt.clone());
             stored.receive_count += 1;
             stored.first_received_at.get_or_insert_with(SystemTime::now);
             stored.generation += 1;
             stored.in_flight = true;
-            if let Some(group) = &stored.group_id {
-                *self.groups_in_flight.entry(group.clone()).or_default() += 1;
+            let generation = stored.generation;
+            let group = stored.group_id.clone();
+            out.deliveries.push(stored.delivery(receipt));
+            if let Some(group) = group {
+                *self.groups_in_flight.entry(group).or_default() += 1;
             }
             self.timers
-                .push(Reverse((now + visibility, sequence, stored.generation)));
-            self.by_receipt.insert(receipt.clone(), sequence);
-            out.deliveries.push(stored.delivery(receipt));
+                .push(Reverse((now + visibility, sequence, generation)));
         }
         out
     }
 
     /// Deletes the message a receipt belongs to; `false` for a stale or unknown receipt.
     pub(super) fn delete(&mut self, receipt: &Receipt) -> bool {
-        match self.by_receipt.get(receipt).copied() {
+        match self.holder_of(receipt) {
             Some(sequence) => {
                 self.remove(sequence);
                 true
@@ -203,10 +204,12 @@ impl QueueState {
     /// Changes the visibility of an in-flight message; `false` for a stale receipt or a message
     /// that is not in flight (SQS: `MessageNotInflight`).
     pub(super) fn set_visibility(&mut self, receipt: &Receipt, timeout: Duration, now: Instant) -> bool {
-        let Some(sequence) = self.by_receipt.get(receipt).copied() else {
+        let Some(sequence) = self.holder_of(receipt) else {
             return false;
         };
-        let stored = self.messages.get_mut(&sequence).expect("receipt points at a message");
+        let Some(stored) = slot_mut(&mut self.slots, self.base, sequence) else {
+            return false;
+        };
         if !stored.in_flight {
             return false;
         }
@@ -224,8 +227,9 @@ impl QueueState {
 
     /// Schedules one more delivery of an in-flight message, as SQS sometimes does.
     pub(super) fn inject_duplicate(&mut self, id: &str) -> bool {
-        match self.by_id.get(id) {
-            Some(&sequence) if self.messages[&sequence].in_flight => {
+        match self.find(id) {
+            Some(stored) if stored.in_flight => {
+                let sequence = stored.sequence;
                 self.duplicates.push(sequence);
                 true
             }
@@ -234,34 +238,70 @@ impl QueueState {
     }
 
     pub(super) fn counts(&self) -> (usize, usize, usize) {
-        let in_flight = self.messages.values().filter(|m| m.in_flight).count();
+        let stored = self.slots.iter().flatten();
+        let (total, in_flight) = stored.fold((0, 0), |(t, f), m| (t + 1, f + usize::from(m.in_flight)));
         let visible = self.visible.len();
-        (visible, in_flight, self.messages.len() - visible - in_flight)
+        (visible, in_flight, total - visible - in_flight)
     }
 
     pub(super) fn receive_count_of(&self, id: &str) -> Option<u32> {
-        self.by_id
-            .get(id)
-            .map(|sequence| self.messages[sequence].receive_count)
+        self.find(id).map(|m| m.receive_count)
     }
 
     fn remove(&mut self, sequence: u64) -> Option<Stored> {
-        let stored = self.messages.remove(&sequence)?;
-        self.visible.remove(&sequence);
-        self.by_id.remove(&stored.id);
-        for receipt in &stored.receipts {
-            self.by_receipt.remove(receipt);
+        let index = usize::try_from(sequence.checked_sub(self.base)?).ok()?;
+        let stored = self.slots.get_mut(index)?.take()?;
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
         }
+        self.visible.remove(&sequence);
         if stored.in_flight {
             release_group(&mut self.groups_in_flight, stored.group_id.as_deref());
         }
         Some(stored)
     }
 
-    fn new_receipt(&mut self) -> Receipt {
-        self.next_receipt += 1;
-        Receipt::new(format!("memory-receipt-{}", self.next_receipt))
+    fn get(&self, sequence: u64) -> Option<&Stored> {
+        let index = usize::try_from(sequence.checked_sub(self.base)?).ok()?;
+        self.slots.get(index)?.as_ref()
     }
+
+    fn get_mut(&mut self, sequence: u64) -> Option<&mut Stored> {
+        slot_mut(&mut self.slots, self.base, sequence)
+    }
+
+    /// Test helpers look messages up by id; a scan keeps the hot path free of an id index.
+    fn find(&self, id: &str) -> Option<&Stored> {
+        self.slots.iter().flatten().find(|m| m.id == id)
+    }
+
+    /// Receipts name their message's sequence (`m<sequence>.<n>`), so no index is needed; a
+    /// receipt is valid while the message still lists it.
+    fn holder_of(&self, receipt: &Receipt) -> Option<u64> {
+        let sequence = receipt
+            .as_str()
+            .strip_prefix('m')?
+            .split_once('.')?
+            .0
+            .parse()
+            .ok()?;
+        self.get(sequence)?
+            .receipts
+            .contains(receipt)
+            .then_some(sequence)
+    }
+
+    fn new_receipt(&mut self, sequence: u64) -> Receipt {
+        self.next_receipt += 1;
+        Receipt::new(format!("m{sequence}.{}", self.next_receipt))
+    }
+}
+
+/// A field-level borrow, so callers can update other fields while holding the message.
+fn slot_mut(slots: &mut VecDeque<Option<Stored>>, base: u64, sequence: u64) -> Option<&mut Stored> {
+    let index = usize::try_from(sequence.checked_sub(base)?).ok()?;
+    slots.get_mut(index)?.as_mut()
 }
 
 fn release_group(groups: &mut HashMap<String, usize>, group: Option<&str>) {

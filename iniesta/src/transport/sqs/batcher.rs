@@ -169,44 +169,86 @@ fn dispatch(sender: &Sender, pending: &mut Vec<(Entry, Reply)>, in_flight: &mut 
     in_flight.spawn(send_batch(sender.clone(), batch));
 }
 
+/// One distinct receipt of a batch and every caller that submitted it.
+struct Slot {
+    entry: Entry,
+    replies: Vec<Reply>,
+}
+
+impl Slot {
+    /// Answers every caller of this receipt. A caller may have stopped waiting; the request
+    /// was made all the same.
+    fn answer(self, result: Result<(), TransportError>) {
+        match result {
+            Ok(()) => {
+                for reply in self.replies {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(err) => answer_all(self.replies, err),
+        }
+    }
+}
+
+fn answer_all(replies: Vec<Reply>, err: TransportError) {
+    let n = replies.len();
+    for (reply, err) in replies.into_iter().zip(fan_out(err, n)) {
+        let _ = reply.send(Err(err));
+    }
+}
+
+/// Merges entries with the same receipt handle: SQS servers may reject a batch that names one
+/// handle twice (moto answers `BatchEntryIdsNotDistinct`). For a visibility change the
+/// timeout submitted last wins.
+fn slots(batch: Vec<(Entry, Reply)>) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
+    for (entry, reply) in batch {
+        match slots.iter_mut().find(|s| s.entry.receipt == entry.receipt) {
+            Some(slot) => {
+                slot.entry.visibility = entry.visibility;
+                slot.replies.push(reply);
+            }
+            None => slots.push(Slot {
+                entry,
+                replies: vec![reply],
+            }),
+        }
+    }
+    slots
+}
+
 /// Sends one batch, retries what may succeed later, and answers every caller.
 async fn send_batch(sender: Sender, batch: Vec<(Entry, Reply)>) {
-    let (entries, mut replies): (Vec<Entry>, Vec<Option<Reply>>) = batch
-        .into_iter()
-        .map(|(entry, reply)| (entry, Some(reply)))
-        .unzip();
-    // Index into `entries`/`replies` of each entry still to send.
-    let mut todo: Vec<usize> = (0..entries.len()).collect();
+    let operation = sender.kind.operation();
+    let mut todo = slots(batch);
     let mut entry_attempt = 0;
     while !todo.is_empty() {
-        let request: Vec<&Entry> = todo.iter().map(|&i| &entries[i]).collect();
-        let failures = match send_with_retries(&sender, &request).await {
+        let request: Vec<&Entry> = todo.iter().map(|slot| &slot.entry).collect();
+        let mut failures = match send_with_retries(&sender, &request).await {
             Ok(failures) => failures,
             Err(err) => {
-                for (i, err) in todo.iter().zip(fan_out(err, todo.len())) {
-                    answer(&mut replies[*i], Err(err));
-                }
+                answer_all(
+                    todo.into_iter().flat_map(|slot| slot.replies).collect(),
+                    err,
+                );
                 return;
             }
         };
         let mut retry = Vec::new();
-        for (position, &i) in todo.iter().enumerate() {
-            match failures.get(&position) {
-                None => answer(&mut replies[i], Ok(())),
+        for (position, slot) in todo.into_iter().enumerate() {
+            match failures.remove(&position) {
+                None => slot.answer(Ok(())),
                 Some(failure) if failure.is_retryable() && entry_attempt < ENTRY_RETRIES => {
-                    retry.push(i);
+                    retry.push(slot);
                 }
                 Some(failure) => {
                     tracing::debug!(
-                        operation = sender.kind.operation(),
+                        operation,
                         code = %failure.code,
                         sender_fault = failure.sender_fault,
                         "batch entry failed"
                     );
-                    answer(
-                        &mut replies[i],
-                        Err(failure.clone().into_error(sender.kind.operation())),
-                    );
+                    slot.answer(Err(failure.into_error(operation)));
                 }
             }
         }
@@ -215,13 +257,6 @@ async fn send_batch(sender: Sender, batch: Vec<(Entry, Reply)>) {
             entry_attempt += 1;
             tokio::time::sleep(backoff(entry_attempt)).await;
         }
-    }
-}
-
-fn answer(reply: &mut Option<Reply>, result: Result<(), TransportError>) {
-    if let Some(reply) = reply.take() {
-        // The caller may have stopped waiting; the request was still made.
-        let _ = reply.send(result);
     }
 }
 
@@ -339,6 +374,24 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(receipt: &str, visibility: i32) -> (Entry, Reply) {
+        let entry = Entry {
+            receipt: Receipt::new(receipt),
+            visibility,
+        };
+        (entry, oneshot::channel().0)
+    }
+
+    #[test]
+    fn one_receipt_submitted_twice_is_sent_once() {
+        let slots = slots(vec![entry("a", 5), entry("b", 5), entry("a", 9)]);
+        assert_eq!(slots.len(), 2);
+        assert_eq!(slots[0].entry.receipt.as_str(), "a");
+        assert_eq!(slots[0].entry.visibility, 9, "the later timeout wins");
+        assert_eq!(slots[0].replies.len(), 2);
+        assert_eq!(slots[1].replies.len(), 1);
+    }
 
     #[test]
     fn backoff_grows_and_stays_bounded() {

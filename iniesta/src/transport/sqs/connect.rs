@@ -101,6 +101,9 @@ impl SqsTransportBuilder {
     }
 
     /// The visibility timeout asked on every receive, up to 12 h; default the queue's own.
+    ///
+    /// [`Transport::queue_info`](crate::transport::Transport::queue_info) reports it, so the
+    /// pipeline's heartbeat follows it.
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
         self.visibility_timeout = Some(timeout);
         self
@@ -184,7 +187,11 @@ impl SqsTransportBuilder {
             .into_iter()
             .map(|(name, value)| (name.as_str().to_owned(), value))
             .collect();
-        let info = queue_info(&display_name, &attributes);
+        let mut info = queue_info(&display_name, &attributes);
+        // Deliveries get the timeout asked on receive, not the queue's.
+        if let Some(timeout) = self.visibility_timeout {
+            info.visibility_timeout = timeout;
+        }
         let target = target(&counters);
         let batcher = |kind| {
             let sender = Sender {

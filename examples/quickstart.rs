@@ -26,7 +26,10 @@ struct Stats {
 
 #[handler("UserUpdated.user")]
 async fn user_updated(Json(user): Json<UserUpdated>, State(stats): State<Stats>) {
-    println!("user_updated:     user {} now has email {}", user.id, user.email);
+    println!(
+        "user_updated:     user {} now has email {}",
+        user.id, user.email
+    );
     stats.handled.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -52,8 +55,14 @@ struct Billing {
 impl Billing {
     #[handler("InvoiceSent.billing")]
     async fn invoice_sent(&self, msg: Message) -> Result<(), BoxError> {
-        let tenant = msg.attribute("tenant").and_then(|v| v.as_str()).unwrap_or("?");
-        println!("Billing::invoice: invoice for tenant {tenant} in {}", self.currency);
+        let tenant = msg
+            .attribute("tenant")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?");
+        println!(
+            "Billing::invoice: invoice for tenant {tenant} in {}",
+            self.currency
+        );
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -80,7 +89,8 @@ async fn main() -> Result<(), iniesta::Error> {
 
     let queue = MemoryQueue::builder().name("quickstart").build();
     let demo = [
-        OutgoingMessage::new("UserUpdated.user").json(&serde_json::json!({"id": 7, "email": "ada@example.com"})),
+        OutgoingMessage::new("UserUpdated.user")
+            .json(&serde_json::json!({"id": 7, "email": "ada@example.com"})),
         OutgoingMessage::new("OrderCreated.order").body(r#"{"order": 1}"#),
         OutgoingMessage::new("OrderPaid.order").body(r#"{"order": 1, "paid": true}"#),
         OutgoingMessage::new("InvoiceSent.billing").attribute("tenant", "acme"),

@@ -71,12 +71,16 @@ moto_start() {
     echo "moto is up on $url (pid $MOTO_PID, log $MOTO_LOG)" >&2
 }
 
+# Stops the moto this shell started and removes its log (set MOTO_KEEP_LOG=1 to keep it).
 moto_stop() {
     if [[ -n "${MOTO_PID:-}" ]] && kill -0 "$MOTO_PID" 2>/dev/null; then
         kill "$MOTO_PID" 2>/dev/null || true
         wait "$MOTO_PID" 2>/dev/null || true
     fi
     MOTO_PID=""
+    if [[ -n "${MOTO_LOG:-}" && -z "${MOTO_KEEP_LOG:-}" ]]; then
+        rm -f "$MOTO_LOG"
+    fi
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

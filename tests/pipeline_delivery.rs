@@ -24,7 +24,9 @@ async fn a_failed_message_is_redelivered_then_dead_lettered() {
     let seen = Arc::clone(&finals);
     let client = TestClient::with_queue(
         builder().handler("A", move |ctx: Context| {
-            seen.lock().unwrap().push((ctx.attempt(), ctx.is_final_attempt()));
+            seen.lock()
+                .unwrap()
+                .push((ctx.attempt(), ctx.is_final_attempt()));
             async { Err::<(), BoxError>("always fails".into()) }
         }),
         MemoryQueue::builder()
@@ -41,7 +43,10 @@ async fn a_failed_message_is_redelivered_then_dead_lettered() {
     assert!(client.process_next().await.is_none(), "moved to the DLQ");
     assert!(client.queue().is_empty());
     assert_eq!(dlq.len(), 1);
-    assert_eq!(*finals.lock().unwrap(), vec![(1, false), (2, false), (3, true)]);
+    assert_eq!(
+        *finals.lock().unwrap(),
+        vec![(1, false), (2, false), (3, true)]
+    );
     assert_eq!(client.queue().receive_count_of(&id), None);
 }
 
@@ -69,8 +74,15 @@ async fn a_timed_out_handler_is_cancelled_dropped_and_failed() {
     let report = client.deliver(OutgoingMessage::new("Slow")).await;
     assert_eq!(report.outcome, Outcome::Failed);
     assert!(report.error.unwrap().contains("timed out after 5s"));
-    assert_eq!(cleaned_up.load(Ordering::SeqCst), 1, "the handler saw the cancellation");
-    assert!(started.elapsed() < secs(10), "dropped after the cleanup window");
+    assert_eq!(
+        cleaned_up.load(Ordering::SeqCst),
+        1,
+        "the handler saw the cancellation"
+    );
+    assert!(
+        started.elapsed() < secs(10),
+        "dropped after the cleanup window"
+    );
     assert_eq!(client.metrics().timed_out, 1);
 }
 
@@ -86,11 +98,20 @@ async fn retry_backoff_grows_with_the_receive_count() {
     client.send(OutgoingMessage::new("A"));
     client.process_next().await.unwrap();
     client.advance(secs(9)).await;
-    assert!(client.process_next().await.is_none(), "backoff 10 s, not the 300 s timeout");
+    assert!(
+        client.process_next().await.is_none(),
+        "backoff 10 s, not the 300 s timeout"
+    );
     client.advance(secs(2)).await;
-    assert_eq!(client.process_next().await.unwrap().outcome, Outcome::Failed);
+    assert_eq!(
+        client.process_next().await.unwrap().outcome,
+        Outcome::Failed
+    );
     client.advance(secs(19)).await;
-    assert!(client.process_next().await.is_none(), "second backoff is 20 s");
+    assert!(
+        client.process_next().await.is_none(),
+        "second backoff is 20 s"
+    );
     client.advance(secs(2)).await;
     assert!(client.process_next().await.is_some());
 }
@@ -128,7 +149,9 @@ async fn the_processed_marker_deletes_a_redelivered_handled_message() {
     // Deliver, then deliver again while the first is in flight and handled: the duplicate's
     // receipt stays valid after the first delete fails to reach it.
     let first = client.queue().clone();
-    let received = iniesta::transport::Transport::receive(&first, 1).await.unwrap();
+    let received = iniesta::transport::Transport::receive(&first, 1)
+        .await
+        .unwrap();
     assert!(client.queue().inject_duplicate(&id));
     // Handle the duplicate first (as a second consumer would), then the original.
     let duplicate = client.process_next().await.unwrap();
@@ -136,8 +159,12 @@ async fn the_processed_marker_deletes_a_redelivered_handled_message() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     // The original delivery finds the marker even though its lock is free.
     let client_lock = client.lock();
-    let again = iniesta::lock::IdempotencyLock::acquire(client_lock, &[received[0].id.as_str()]).await;
-    assert!(matches!(again[0], Ok(iniesta::lock::Acquisition::AlreadyProcessed)));
+    let again =
+        iniesta::lock::IdempotencyLock::acquire(client_lock, &[received[0].id.as_str()]).await;
+    assert!(matches!(
+        again[0],
+        Ok(iniesta::lock::Acquisition::AlreadyProcessed)
+    ));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
@@ -163,7 +190,14 @@ async fn fifo_groups_run_in_order_and_a_failure_returns_the_rest() {
         MemoryQueue::builder().fifo().visibility_timeout(secs(30)),
     )
     .unwrap();
-    for (group, body) in [("a", "a1"), ("b", "b1"), ("a", "a2"), ("b", "b2"), ("a", "a3"), ("b", "b3")] {
+    for (group, body) in [
+        ("a", "a1"),
+        ("b", "b1"),
+        ("a", "a2"),
+        ("b", "b2"),
+        ("a", "a3"),
+        ("b", "b3"),
+    ] {
         client.send(OutgoingMessage::new("Step").body(body).group_id(group));
     }
     let reports = client.process_all().await;
@@ -172,13 +206,25 @@ async fn fifo_groups_run_in_order_and_a_failure_returns_the_rest() {
     let b: Vec<_> = log.iter().filter(|b| b.starts_with('b')).cloned().collect();
     assert_eq!(a, ["a1", "a2", "a3"]);
     assert_eq!(b, ["b1", "b2"], "b3 not run after b2 failed");
-    let returned = reports.iter().filter(|r| r.outcome == Outcome::Returned).count();
+    let returned = reports
+        .iter()
+        .filter(|r| r.outcome == Outcome::Returned)
+        .count();
     assert_eq!(returned, 1);
     // b3 waits behind b2 (in flight): group b is blocked until b2 comes back.
     assert!(client.process_next().await.is_none());
     client.advance(secs(31)).await;
-    let next: Vec<_> = client.process_all().await.into_iter().map(|r| r.outcome).collect();
-    assert_eq!(next, [Outcome::Failed, Outcome::Returned], "b2 again, then b3 returned behind it");
+    let next: Vec<_> = client
+        .process_all()
+        .await
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(
+        next,
+        [Outcome::Failed, Outcome::Returned],
+        "b2 again, then b3 returned behind it"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -203,7 +249,11 @@ async fn a_long_handler_keeps_its_message_invisible() {
     tokio::time::sleep(secs(120)).await;
     let metrics = running.metrics();
     running.shutdown().await.unwrap();
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "never redelivered while running");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "never redelivered while running"
+    );
     assert_eq!(metrics.handled, 1);
     assert!(queue.is_empty());
 }
@@ -228,7 +278,10 @@ async fn shutdown_lets_handlers_finish_then_returns_the_cut_off_ones() {
     assert_eq!(running.metrics().in_flight, 2);
     let started = tokio::time::Instant::now();
     running.shutdown().await.unwrap();
-    assert!(started.elapsed() < secs(20), "the long poll is abandoned at once");
+    assert!(
+        started.elapsed() < secs(20),
+        "the long poll is abandoned at once"
+    );
     // Quick finished and was deleted; Stuck was cut off and is visible again at once.
     assert_eq!(queue.len(), 1);
     assert_eq!(queue.visible_len(), 1);
@@ -267,7 +320,10 @@ async fn a_corrupt_body_is_not_handled_and_not_deleted() {
     /// A queue that corrupts bodies in transit.
     struct Corrupting(MemoryQueue);
     impl Transport for Corrupting {
-        fn receive(&self, max: usize) -> iniesta::BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
+        fn receive(
+            &self,
+            max: usize,
+        ) -> iniesta::BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
             Box::pin(async move {
                 let mut got = self.0.receive(max).await?;
                 for m in &mut got {
@@ -279,7 +335,11 @@ async fn a_corrupt_body_is_not_handled_and_not_deleted() {
         fn ack(&self, receipt: Receipt) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
             self.0.ack(receipt)
         }
-        fn set_visibility(&self, receipt: Receipt, timeout: Duration) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        fn set_visibility(
+            &self,
+            receipt: Receipt,
+            timeout: Duration,
+        ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
             self.0.set_visibility(receipt, timeout)
         }
         fn queue_info(&self) -> QueueInfo {

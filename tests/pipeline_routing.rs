@@ -12,10 +12,15 @@ fn builder() -> AppBuilder {
 
 type Seen = Arc<Mutex<Vec<String>>>;
 
-fn recorder(seen: &Seen, name: &'static str) -> impl Fn(Message) -> std::future::Ready<()> + Clone + Send + Sync + 'static {
+fn recorder(
+    seen: &Seen,
+    name: &'static str,
+) -> impl Fn(Message) -> std::future::Ready<()> + Clone + Send + Sync + 'static {
     let seen = Arc::clone(seen);
     move |msg: Message| {
-        seen.lock().unwrap().push(format!("{name}:{}", msg.event().unwrap_or("-")));
+        seen.lock()
+            .unwrap()
+            .push(format!("{name}:{}", msg.event().unwrap_or("-")));
         std::future::ready(())
     }
 }
@@ -31,7 +36,12 @@ async fn exact_pattern_and_fallback_routing() {
             .fallback(recorder(&seen, "fallback")),
     )
     .unwrap();
-    for key in ["UserUpdated.user", "UserUpdated.other", "UserUpdated.user.profile.x", "Order.paid"] {
+    for key in [
+        "UserUpdated.user",
+        "UserUpdated.other",
+        "UserUpdated.user.profile.x",
+        "Order.paid",
+    ] {
         let report = client.deliver(OutgoingMessage::new(key)).await;
         assert_eq!(report.outcome, Outcome::Handled, "{key}");
         assert!(report.acked);
@@ -116,19 +126,28 @@ async fn extractors_receive_typed_payload_state_and_context() {
 
 #[tokio::test(start_paused = true)]
 async fn bad_bodies_fail_cleanly_and_are_kept() {
-    let client = TestClient::new(
-        builder().handler("UserUpdated.user", |Json(_): Json<User>| async {}),
-    )
-    .unwrap();
-    for body in [&b"not json"[..], &[0xff, 0xfe, 0x00][..], br#"{"id": "not a number"}"#] {
+    let client =
+        TestClient::new(builder().handler("UserUpdated.user", |Json(_): Json<User>| async {}))
+            .unwrap();
+    for body in [
+        &b"not json"[..],
+        &[0xff, 0xfe, 0x00][..],
+        br#"{"id": "not a number"}"#,
+    ] {
         let report = client
             .deliver(OutgoingMessage::new("UserUpdated.user").body(body.to_vec()))
             .await;
         assert_eq!(report.outcome, Outcome::Failed);
         assert!(!report.acked);
         let error = report.error.unwrap();
-        assert!(error.contains("not valid JSON for `pipeline_routing::User`"), "{error}");
-        assert!(!error.contains("not a number"), "the body never appears in errors: {error}");
+        assert!(
+            error.contains("not valid JSON for `pipeline_routing::User`"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("not a number"),
+            "the body never appears in errors: {error}"
+        );
     }
     assert_eq!(client.queue().len(), 3, "no message lost");
 }
@@ -147,7 +166,10 @@ async fn a_panicking_handler_is_a_failure_and_the_consumer_goes_on() {
     .unwrap();
     let boom = client.deliver(OutgoingMessage::new("Boom")).await;
     assert_eq!(boom.outcome, Outcome::Failed);
-    assert_eq!(boom.error.as_deref(), Some("handler panicked: handler exploded"));
+    assert_eq!(
+        boom.error.as_deref(),
+        Some("handler panicked: handler exploded")
+    );
     assert!(!boom.acked);
     let fine = client.deliver(OutgoingMessage::new("Fine")).await;
     assert_eq!(fine.outcome, Outcome::Handled);

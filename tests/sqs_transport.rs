@@ -140,6 +140,7 @@ async fn two_deliveries_of_one_message_ack_in_one_batch() {
         transport.ack(second.receipt.clone()),
     );
     let after = transport.requests();
+    eprintln!("stale receipt: {a:?}; current receipt twice: {b:?}, {c:?}");
     assert_eq!(after.delete_batch - before.delete_batch, 1, "one request");
     for result in [&a, &b, &c] {
         match result {

@@ -6,6 +6,9 @@
 //!
 //! `cargo bench -p iniesta --bench pipeline`
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,9 +22,15 @@ const MESSAGES: usize = 20_000;
 
 fn drain(runtime: &tokio::runtime::Runtime, lock: bool, concurrency: usize) -> Duration {
     runtime.block_on(async {
-        let queue = MemoryQueue::builder().wait_time(Duration::from_millis(50)).build();
+        let queue = MemoryQueue::builder()
+            .wait_time(Duration::from_millis(50))
+            .build();
         for i in 0..MESSAGES {
-            let key = if i % 2 == 0 { "UserUpdated.user" } else { "Order.created" };
+            let key = if i % 2 == 0 {
+                "UserUpdated.user"
+            } else {
+                "Order.created"
+            };
             queue.send(OutgoingMessage::new(key).body(r#"{"id":1}"#));
         }
         let handled = Arc::new(AtomicUsize::new(0));
@@ -42,7 +51,11 @@ fn drain(runtime: &tokio::runtime::Runtime, lock: bool, concurrency: usize) -> D
             .concurrency(concurrency)
             .handler("UserUpdated.user", handler.clone())
             .handler("Order.*", handler);
-        let builder = if lock { builder } else { builder.without_lock() };
+        let builder = if lock {
+            builder
+        } else {
+            builder.without_lock()
+        };
         let app = builder.build().expect("valid app");
         let start = Instant::now();
         let running = app.spawn();

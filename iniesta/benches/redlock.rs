@@ -91,6 +91,7 @@ fn drain(
         let mut config = LockConfig::default();
         config.redis_urls = servers.iter().map(Server::url).collect();
         config.fencing = fencing;
+        config.processed_marker = std::env::var("NO_MARKER").is_err();
         let lock = Redlock::connect(&config).await.expect("redlock");
         let queue = MemoryQueue::builder()
             .wait_time(Duration::from_millis(50))

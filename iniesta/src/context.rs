@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 ///
 /// # Examples
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use iniesta::{Context, Message};
 ///
 /// #[iniesta::handler("Payment.charge")]

@@ -30,7 +30,9 @@ pub enum Error {
     ///
     /// Carries only the position and the kind of problem: serde's own message quotes parts of
     /// the body, and bodies are confidential.
-    #[error("message body is not valid JSON for `{type_name}`: {problem} at line {line} column {column}")]
+    #[error(
+        "message body is not valid JSON for `{type_name}`: {problem} at line {line} column {column}"
+    )]
     Json {
         /// The Rust type the body was read into.
         type_name: &'static str,
@@ -142,17 +144,17 @@ pub enum RegistryError {
         /// The key both claim.
         key: String,
         /// One handler.
-        first: Location,
+        first: Box<Location>,
         /// The other handler.
-        second: Location,
+        second: Box<Location>,
     },
     /// Two handlers are declared as the fallback.
     #[error("two fallback handlers: {first} and {second}")]
     DuplicateFallback {
         /// One fallback.
-        first: Location,
+        first: Box<Location>,
         /// The other fallback.
-        second: Location,
+        second: Box<Location>,
     },
     /// An event key or pattern that cannot be routed.
     #[error("invalid event key `{key}` on {handler}: {reason}")]
@@ -160,7 +162,7 @@ pub enum RegistryError {
         /// The key as written.
         key: String,
         /// The handler that declared it.
-        handler: Location,
+        handler: Box<Location>,
         /// Why it is rejected.
         reason: &'static str,
     },
@@ -170,7 +172,7 @@ pub enum RegistryError {
     )]
     MissingState {
         /// The handler.
-        handler: Location,
+        handler: Box<Location>,
         /// The missing type.
         type_name: &'static str,
     },

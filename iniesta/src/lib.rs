@@ -9,7 +9,7 @@
 //!
 //! Handlers: free functions, several keys, prefix patterns, the fallback, methods.
 //!
-//! ```
+//! ```rust,standalone_crate
 //! use iniesta::{handler, handlers, Context, Json, Message, State};
 //!
 //! #[derive(serde::Deserialize)]
@@ -112,11 +112,9 @@ pub mod __private;
 pub use app::{App, AppBuilder, RunningApp, run};
 pub use context::Context;
 pub use error::{
-    BoxError, ConfigError, Error, LockError, Location, RegistryError, Result, TransportError,
+    BoxError, ConfigError, Error, Location, LockError, RegistryError, Result, TransportError,
 };
-pub use handler::{
-    BoxFuture, BoxedHandler, FromMessage, Handler, IntoHandlerResult, Json, State,
-};
+pub use handler::{BoxFuture, BoxedHandler, FromMessage, Handler, IntoHandlerResult, Json, State};
 pub use message::{
     AttributeValue, DecodeError, DecodeOptions, IdempotencyKey, Message, OutgoingMessage,
     RawMessage, Receipt, SnsNotification, SystemAttributes,
@@ -125,5 +123,117 @@ pub use metrics::MetricsSnapshot;
 pub use pipeline::{Outcome, Report};
 pub use state::States;
 
+/// Registers an `async fn` as the handler of one or more event keys.
+///
+/// Keys are string literals: exact keys (`"UserUpdated.user"`) or prefix patterns ending in `*`
+/// (`"UserUpdated.*"`). A bare `#[handler]` registers the fallback, which receives every message
+/// no other handler matches. The function stays as written (you can still call it); the
+/// attribute also registers it at link time, and [`App::builder`] and [`run`] route to it with
+/// no further wiring.
+///
+/// Arguments are extractors ([`Message`], [`Context`], [`Json<T>`], [`State<S>`] or your own
+/// [`FromMessage`] types), at most eight. The return type is `()` or `Result<(), E>` with
+/// `E: Into<BoxError>`, and the future must be `Send`. Each mistake is a compile error at the
+/// argument, the return type or the function's name; so are empty or repeated keys and a `*`
+/// anywhere but at the end. A key claimed by two handlers fails [`AppBuilder::build`] naming both.
+///
+/// Methods need [`#[handlers]`](handlers) on their impl block. (An associated fn in an impl
+/// without it fails with "cannot find value `name` in this scope" at the fn's name.)
+///
+/// # Examples
+///
+/// ```rust,standalone_crate
+/// use iniesta::{handler, BoxError, Context, Json, Message, State};
+///
+/// #[derive(serde::Deserialize)]
+/// struct UserUpdated { id: u64 }
+///
+/// #[derive(Clone)]
+/// struct Db;
+///
+/// #[handler("UserUpdated.user")]
+/// async fn user_updated(Json(user): Json<UserUpdated>, State(db): State<Db>) -> Result<(), BoxError> {
+///     let _ = (user.id, db);
+///     Ok(())
+/// }
+///
+/// // Several keys, one handler.
+/// #[handler("OrderCreated.order", "OrderPaid.order")]
+/// async fn orders(msg: Message) {
+///     println!("order event {:?}", msg.event());
+/// }
+///
+/// // A prefix pattern: every key that starts with `Shipment.`.
+/// #[handler("Shipment.*")]
+/// async fn shipments(msg: Message, ctx: Context) {
+///     println!("{:?}, attempt {}", msg.event(), ctx.attempt());
+/// }
+///
+/// // The fallback: every message no other handler matches.
+/// #[handler]
+/// async fn fallback(msg: Message) {
+///     println!("no handler for {:?}", msg.event());
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// // error: `#[handler]` needs an `async fn`: add `async` before `fn`
+/// #[iniesta::handler("UserUpdated.user")]
+/// fn user_updated(msg: iniesta::Message) {}
+/// # fn main() {}
+/// ```
 #[doc(inline)]
-pub use iniesta_macros::{handler, handlers};
+pub use iniesta_macros::handler;
+
+/// Registers the `#[handler]` methods of an impl block.
+///
+/// A method attribute cannot see the type it belongs to, so `#[handler]` on a method needs
+/// `#[handlers]` on its impl block. Methods without `#[handler]` are left alone.
+///
+/// - An associated fn (no `self`) is a handler like a free fn.
+/// - A `&self` method runs on the instance registered with [`AppBuilder::state`]; the type must
+///   be `Send + Sync + 'static`, and a missing instance fails [`AppBuilder::build`].
+///   `self: Arc<Self>` works too.
+/// - `&mut self` and `self` by value are compile errors: deliveries share the instance
+///   concurrently, so keep mutable state behind a `Mutex` or an atomic.
+///
+/// The block must be an inherent, non-generic impl such as `impl Billing`.
+///
+/// # Examples
+///
+/// ```rust,standalone_crate
+/// use iniesta::{handler, handlers, App, BoxError, Message};
+///
+/// struct Billing { currency: &'static str }
+///
+/// #[handlers]
+/// impl Billing {
+///     // An associated fn: a handler like a free fn.
+///     #[handler("InvoiceSent.billing")]
+///     async fn invoice_sent(msg: Message) -> Result<(), BoxError> {
+///         println!("invoice sent: {:?}", msg.body_str());
+///         Ok(())
+///     }
+///
+///     // A `&self` method: runs on the `Billing` registered as state.
+///     #[handler("InvoicePaid.billing")]
+///     async fn invoice_paid(&self, msg: Message) {
+///         println!("invoice {} paid in {}", msg.id(), self.currency);
+///     }
+///
+///     // Not a handler: left alone.
+///     fn currency(&self) -> &str { self.currency }
+/// }
+///
+/// # fn main() -> Result<(), iniesta::Error> {
+/// let app = App::builder()
+///     .transport(iniesta::transport::MemoryQueue::default())
+///     .state(Billing { currency: "EUR" })
+///     .build()?;
+/// # drop(app);
+/// # Ok(())
+/// # }
+/// ```
+#[doc(inline)]
+pub use iniesta_macros::handlers;

@@ -83,8 +83,8 @@ impl Router {
             if entry.fallback {
                 if let Some(first) = router.fallback {
                     return Err(RegistryError::DuplicateFallback {
-                        first: router.routes[first].location.clone(),
-                        second: entry.location,
+                        first: Box::new(router.routes[first].location.clone()),
+                        second: Box::new(entry.location),
                     });
                 }
                 router.fallback = Some(index);
@@ -92,21 +92,21 @@ impl Router {
             for key in &entry.keys {
                 let parsed = parse_key(key).map_err(|reason| RegistryError::InvalidKey {
                     key: key.clone(),
-                    handler: entry.location.clone(),
+                    handler: Box::new(entry.location.clone()),
                     reason,
                 })?;
                 let (owners, table_key) = match parsed {
                     Key::Exact(k) => (&mut exact_owner, k),
                     Key::Prefix(p) => (&mut prefix_owner, p),
                 };
-                if let Some(&first) = owners.get(table_key) {
-                    if first != index {
-                        return Err(RegistryError::DuplicateKey {
-                            key: key.clone(),
-                            first: router.routes[first].location.clone(),
-                            second: entry.location,
-                        });
-                    }
+                if let Some(&first) = owners.get(table_key)
+                    && first != index
+                {
+                    return Err(RegistryError::DuplicateKey {
+                        key: key.clone(),
+                        first: Box::new(router.routes[first].location.clone()),
+                        second: Box::new(entry.location),
+                    });
                 }
                 owners.insert(table_key.to_owned(), index);
             }
@@ -201,7 +201,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(routed(&router, Some("UserUpdated.user")).unwrap(), "exact");
-        assert_eq!(routed(&router, Some("UserUpdated.other")).unwrap(), "any_user");
+        assert_eq!(
+            routed(&router, Some("UserUpdated.other")).unwrap(),
+            "any_user"
+        );
         assert_eq!(
             routed(&router, Some("UserUpdated.user.profile.x")).unwrap(),
             "profile"
@@ -224,12 +227,21 @@ mod tests {
 
     #[test]
     fn duplicate_keys_name_both_handlers() {
-        let err = Router::build(vec![entry("one", &["A"], false), entry("two", &["A"], false)])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("one (test.rs:1)") && err.contains("two (test.rs:1)"), "{err}");
-        let err = Router::build(vec![entry("one", &["A.*"], false), entry("two", &["A.*"], false)])
-            .unwrap_err();
+        let err = Router::build(vec![
+            entry("one", &["A"], false),
+            entry("two", &["A"], false),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("one (test.rs:1)") && err.contains("two (test.rs:1)"),
+            "{err}"
+        );
+        let err = Router::build(vec![
+            entry("one", &["A.*"], false),
+            entry("two", &["A.*"], false),
+        ])
+        .unwrap_err();
         assert!(matches!(err, RegistryError::DuplicateKey { .. }));
     }
 

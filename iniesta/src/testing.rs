@@ -77,7 +77,10 @@ impl TestClient {
     /// # Errors
     ///
     /// As [`AppBuilder::build`].
-    pub fn with_queue(builder: AppBuilder, queue: crate::transport::MemoryQueueBuilder) -> Result<TestClient> {
+    pub fn with_queue(
+        builder: AppBuilder,
+        queue: crate::transport::MemoryQueueBuilder,
+    ) -> Result<TestClient> {
         let queue = queue.wait_time(Duration::ZERO).build();
         let lock = Arc::new(MemoryLock::new());
         let pipeline = builder

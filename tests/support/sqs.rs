@@ -27,8 +27,8 @@ pub const REGION: &str = "us-east-1";
 pub const EVENT_ATTRIBUTE: &str = "iniesta_pass";
 
 const HOW_TO_START: &str = "run the tests with `./scripts/test.sh` (it installs moto into \
-.ci/.cache/moto-venv and starts it), or start moto yourself:\n    \
-pip install 'moto[server]' && moto_server -H 127.0.0.1 -p 5000 &\n    \
+.ci/.cache/moto-venv and starts it; `QUICK=1 ./scripts/test.sh --test <name>` runs one test \
+file), or run `./scripts/moto.sh` in another shell and export what it prints:\n    \
 export INIESTA_TEST_SQS_ENDPOINT=http://127.0.0.1:5000 AWS_ACCESS_KEY_ID=test \
 AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1";
 

@@ -78,7 +78,11 @@ impl AppBuilder {
     /// Routes `key` (an exact key or a `Prefix.*` pattern) to `handler`: a function or a
     /// closure, like iniesta's `SQSClient.add_handler(fn, "Event.key")`.
     #[track_caller]
-    pub fn handler<H: Handler<T>, T: 'static>(mut self, key: impl Into<String>, handler: H) -> Self {
+    pub fn handler<H: Handler<T>, T: 'static>(
+        mut self,
+        key: impl Into<String>,
+        handler: H,
+    ) -> Self {
         let location = runtime_location::<H>();
         self.entries.push(RouteEntry {
             keys: vec![key.into()],
@@ -227,7 +231,7 @@ impl AppBuilder {
                 .handler
                 .check(&self.states)
                 .map_err(|type_name| RegistryError::MissingState {
-                    handler: route.location.clone(),
+                    handler: Box::new(route.location.clone()),
                     type_name,
                 })?;
         }
@@ -280,7 +284,10 @@ impl fmt::Debug for AppBuilder {
             .field("handlers", &self.entries.len())
             .field("registered", &self.registered)
             .field("states", &self.states)
-            .field("transport", &self.transport.as_ref().map(|t| t.queue_info().name))
+            .field(
+                "transport",
+                &self.transport.as_ref().map(|t| t.queue_info().name),
+            )
             .field("consumer", &self.consumer)
             .field("lock_config", &self.lock_config)
             .finish_non_exhaustive()

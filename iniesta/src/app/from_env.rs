@@ -16,7 +16,7 @@ use crate::{ConfigError, Result};
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```no_run,standalone_crate
 /// use iniesta::{handler, Message};
 ///
 /// #[handler("UserUpdated.user")]
@@ -73,7 +73,10 @@ async fn connect_sqs(config: &Config) -> Result<Arc<dyn Transport>> {
 
 #[cfg(not(feature = "sqs"))]
 async fn connect_sqs(_: &Config) -> Result<Arc<dyn Transport>> {
-    Err(ConfigError::Conflict("SQS settings are present but iniesta was built without its `sqs` feature".into()).into())
+    Err(ConfigError::Conflict(
+        "SQS settings are present but iniesta was built without its `sqs` feature".into(),
+    )
+    .into())
 }
 
 #[cfg(feature = "redis")]

@@ -15,7 +15,7 @@ use crate::{BoxError, Context, Message, States};
 ///
 /// # Examples
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use iniesta::{BoxError, Context, FromMessage, Message, States};
 ///
 /// /// The tenant a message belongs to, from its `tenant` attribute.
@@ -77,7 +77,7 @@ impl FromMessage for Context {
 ///
 /// # Examples
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use iniesta::Json;
 ///
 /// #[derive(serde::Deserialize)]
@@ -105,7 +105,7 @@ impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
 ///
 /// # Examples
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use iniesta::State;
 ///
 /// #[derive(Clone)]

@@ -106,8 +106,8 @@ impl IdempotencyLock for MemoryLock {
                 state
                     .held
                     .insert((*key).to_owned(), (token.clone(), now + self.ttl));
-                let lease = Lease::new((*key).to_owned(), token, now, self.ttl)
-                    .with_fencing_token(fencing);
+                let lease =
+                    Lease::new((*key).to_owned(), token, now, self.ttl).with_fencing_token(fencing);
                 Ok(Acquisition::Acquired(lease))
             })
             .collect();

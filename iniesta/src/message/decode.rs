@@ -106,15 +106,15 @@ impl RawMessage {
     ///
     /// [`DecodeError::Md5Mismatch`] when the body was corrupted.
     pub fn decode(self, options: &DecodeOptions) -> Result<Message, DecodeError> {
-        if options.verify_md5 {
-            if let Some(expected) = &self.md5_of_body {
-                let actual = md5_hex(&self.body);
-                if !actual.eq_ignore_ascii_case(expected) {
-                    return Err(DecodeError::Md5Mismatch {
-                        expected: expected.clone(),
-                        actual,
-                    });
-                }
+        if options.verify_md5
+            && let Some(expected) = &self.md5_of_body
+        {
+            let actual = md5_hex(&self.body);
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(DecodeError::Md5Mismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
             }
         }
         let RawMessage {
@@ -127,19 +127,19 @@ impl RawMessage {
             raw,
         } = self;
         let mut sns = None;
-        if options.unwrap_sns {
-            if let Some(envelope) = sns_envelope(&body) {
-                for (name, attr) in envelope.message_attributes {
-                    attributes.insert(name, envelope_attribute(attr));
-                }
-                body = Bytes::from(envelope.message.into_bytes());
-                sns = Some(SnsNotification {
-                    message_id: envelope.message_id,
-                    topic_arn: envelope.topic_arn,
-                    subject: envelope.subject,
-                    timestamp: envelope.timestamp,
-                });
+        if options.unwrap_sns
+            && let Some(envelope) = sns_envelope(&body)
+        {
+            for (name, attr) in envelope.message_attributes {
+                attributes.insert(name, envelope_attribute(attr));
             }
+            body = Bytes::from(envelope.message.into_bytes());
+            sns = Some(SnsNotification {
+                message_id: envelope.message_id,
+                topic_arn: envelope.topic_arn,
+                subject: envelope.subject,
+                timestamp: envelope.timestamp,
+            });
         }
         let event = event_key(&id, &attributes, &options.event_attribute);
         let idempotency_key = match &options.idempotency_key {

@@ -128,7 +128,10 @@ impl Message {
 
     /// The key the idempotency lock and the processed marker use.
     pub fn idempotency_key(&self) -> &str {
-        self.inner.idempotency_key.as_deref().unwrap_or(&self.inner.id)
+        self.inner
+            .idempotency_key
+            .as_deref()
+            .unwrap_or(&self.inner.id)
     }
 
     /// The receipt handle of this delivery.

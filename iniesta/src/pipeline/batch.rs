@@ -10,6 +10,9 @@ use super::{Outcome, Pipeline, Report};
 use crate::lock::{Acquisition, Lease};
 use crate::{Message, RawMessage};
 
+/// A step with the handler slot it holds until it is settled.
+type Item = (Step, Option<OwnedSemaphorePermit>);
+
 /// A decoded delivery and what the lock said about it.
 enum Step {
     Run(Message, Option<Lease>),
@@ -31,7 +34,11 @@ impl Pipeline {
         let mut items = Vec::with_capacity(steps.len());
         for step in steps {
             let permit = permits.as_mut().and_then(|p| {
-                if p.num_permits() > 1 { p.split(1) } else { None }
+                if p.num_permits() > 1 {
+                    p.split(1)
+                } else {
+                    None
+                }
             });
             items.push((step, permit));
         }
@@ -120,18 +127,17 @@ impl Pipeline {
     /// FIFO: groups run in parallel, each group's messages one at a time in order. After a
     /// message of a group is not handled, the later ones return to the queue unstarted, so
     /// the group's order holds.
-    async fn run_fifo(
-        self: &Arc<Self>,
-        items: Vec<(Step, Option<OwnedSemaphorePermit>)>,
-        received_at: Instant,
-    ) -> Vec<Report> {
-        let mut groups: Vec<(Option<String>, Vec<(Step, Option<OwnedSemaphorePermit>)>)> = Vec::new();
+    async fn run_fifo(self: &Arc<Self>, items: Vec<Item>, received_at: Instant) -> Vec<Report> {
+        let mut groups: Vec<(Option<String>, Vec<Item>)> = Vec::new();
         for item in items {
             let group = match &item.0 {
                 Step::Run(m, _) | Step::Delete(m) => m.group_id().map(str::to_owned),
                 Step::Done(_) => None,
             };
-            match groups.iter_mut().find(|(g, _)| group.is_some() && *g == group) {
+            match groups
+                .iter_mut()
+                .find(|(g, _)| group.is_some() && *g == group)
+            {
                 Some((_, members)) => members.push(item),
                 None => groups.push((group, vec![item])),
             }

@@ -105,7 +105,12 @@ impl Pipeline {
     ) -> Finish {
         // The call itself runs inside the guarded future, so a panic while extracting
         // arguments is caught as well.
-        let call = async { route.handler.call(message.clone(), ctx.clone(), &self.states).await };
+        let call = async {
+            route
+                .handler
+                .call(message.clone(), ctx.clone(), &self.states)
+                .await
+        };
         let mut handler = pin!(AssertUnwindSafe(call).catch_unwind());
         let keeper = pin!(self.keep_leases(message, ctx, lease, received_at));
         let deadline = self.config.handler_timeout.map(|t| Instant::now() + t);
@@ -131,20 +136,22 @@ impl Pipeline {
     /// Success: remember it, delete, and only then (in `deliver`) release the lock, so a
     /// duplicate delivery never finds the message unlocked and unmarked.
     async fn complete(&self, message: &Message, lease: Option<&Lease>) -> bool {
-        if let (Some(lock), true, Some(_)) = (&self.lock, self.policy.processed_marker, lease) {
-            if let Err(error) = lock
+        if let (Some(lock), true, Some(_)) = (&self.lock, self.policy.processed_marker, lease)
+            && let Err(error) = lock
                 .mark_processed(message.idempotency_key(), self.policy.processed_ttl)
                 .await
-            {
-                tracing::warn!(message_id = message.id(), %error, "could not set the processed marker");
-            }
+        {
+            tracing::warn!(message_id = message.id(), %error, "could not set the processed marker");
         }
         self.ack(message).await
     }
 
     /// A redelivery of a handled message: delete it without running the handler.
     pub(super) async fn delete_processed(&self, message: Message) -> Report {
-        tracing::info!(message_id = message.id(), "already processed: deleted without handling");
+        tracing::info!(
+            message_id = message.id(),
+            "already processed: deleted without handling"
+        );
         self.metrics.already_processed();
         let mut report = Report::new(message.id(), message.event(), Outcome::AlreadyProcessed);
         report.acked = self.ack(&message).await;
@@ -196,10 +203,10 @@ impl Pipeline {
     }
 
     pub(super) async fn release(&self, lease: &Lease) {
-        if let Some(lock) = &self.lock {
-            if let Err(error) = lock.release(lease).await {
-                tracing::warn!(key = lease.key(), %error, "could not release the lock; it expires after its ttl");
-            }
+        if let Some(lock) = &self.lock
+            && let Err(error) = lock.release(lease).await
+        {
+            tracing::warn!(key = lease.key(), %error, "could not release the lock; it expires after its ttl");
         }
     }
 
@@ -262,7 +269,9 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 /// `base * 2^(receive_count - 1)`, capped at `max` and at SQS's 12 hours.
 pub(crate) fn backoff(base: Duration, max: Duration, receive_count: u32) -> Duration {
     let exponent = receive_count.saturating_sub(1).min(30);
-    base.saturating_mul(1 << exponent).min(max).min(MAX_VISIBILITY)
+    base.saturating_mul(1 << exponent)
+        .min(max)
+        .min(MAX_VISIBILITY)
 }
 
 #[cfg(test)]

@@ -34,7 +34,9 @@ impl Pipeline {
             .as_deref()
             .map(|l| l.acquired_at() + l.validity().mul_f64(fraction));
         loop {
-            let visibility_due = heartbeat.then_some(next_visibility).filter(|at| *at < lease_limit);
+            let visibility_due = heartbeat
+                .then_some(next_visibility)
+                .filter(|at| *at < lease_limit);
             let wake = match (visibility_due, next_lock) {
                 (Some(a), Some(b)) => a.min(b),
                 (Some(a), None) | (None, Some(a)) => a,
@@ -59,22 +61,31 @@ impl Pipeline {
                     }
                 }
             }
-            if let (Some(at), Some(held)) = (next_lock, lease.as_deref_mut()) {
-                if at <= now {
-                    next_lock = self.extend_lock(message, ctx, held).await;
-                }
+            if let (Some(at), Some(held)) = (next_lock, lease.as_deref_mut())
+                && at <= now
+            {
+                next_lock = self.extend_lock(message, ctx, held).await;
             }
         }
     }
 
     /// Extends the lock; the next extension time, or `None` once the lock is lost.
-    async fn extend_lock(&self, message: &Message, ctx: &Context, lease: &mut Lease) -> Option<Instant> {
+    async fn extend_lock(
+        &self,
+        message: &Message,
+        ctx: &Context,
+        lease: &mut Lease,
+    ) -> Option<Instant> {
         let lock = self.lock.as_ref()?;
         let fraction = self.config.heartbeat_fraction;
         match lock.extend(lease).await {
             Ok(true) => Some(lease.acquired_at() + lease.validity().mul_f64(fraction)),
             Ok(false) => {
-                tracing::warn!(message_id = message.id(), key = lease.key(), "lock lost while the handler runs");
+                tracing::warn!(
+                    message_id = message.id(),
+                    key = lease.key(),
+                    "lock lost while the handler runs"
+                );
                 self.metrics.lock_lost();
                 ctx.mark_lock_lost();
                 None

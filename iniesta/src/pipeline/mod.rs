@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::States;
 use crate::config::ConsumerConfig;
 use crate::lock::IdempotencyLock;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::transport::{QueueInfo, Transport};
-use crate::States;
 
 /// What happened to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,7 +41,10 @@ impl Stored {
             sender_id: None,
             message_group_id: self.group_id.clone(),
             deduplication_id: self.deduplication_id.clone(),
-            sequence_number: self.group_id.as_ref().map(|_| format!("{:020}", self.sequence)),
+            sequence_number: self
+                .group_id
+                .as_ref()
+                .map(|_| format!("{:020}", self.sequence)),
         };
         raw
     }
@@ -158,10 +161,8 @@ impl QueueState {
         }
         for sequence in taken {
             self.visible.remove(&sequence);
-            let exhausted = max_receive_count.is_some_and(|max| {
-                self.get(sequence)
-                    .is_some_and(|m| m.receive_count >= max)
-            });
+            let exhausted = max_receive_count
+                .is_some_and(|max| self.get(sequence).is_some_and(|m| m.receive_count >= max));
             if exhausted {
                 if let Some(stored) = self.remove(sequence) {
                     out.dead_letters.push(stored);
@@ -203,7 +204,12 @@ impl QueueState {
 
     /// Changes the visibility of an in-flight message; `false` for a stale receipt or a message
     /// that is not in flight (SQS: `MessageNotInflight`).
-    pub(super) fn set_visibility(&mut self, receipt: &Receipt, timeout: Duration, now: Instant) -> bool {
+    pub(super) fn set_visibility(
+        &mut self,
+        receipt: &Receipt,
+        timeout: Duration,
+        now: Instant,
+    ) -> bool {
         let Some(sequence) = self.holder_of(receipt) else {
             return false;
         };
@@ -239,7 +245,8 @@ impl QueueState {
 
     pub(super) fn counts(&self) -> (usize, usize, usize) {
         let stored = self.slots.iter().flatten();
-        let (total, in_flight) = stored.fold((0, 0), |(t, f), m| (t + 1, f + usize::from(m.in_flight)));
+        let (total, in_flight) =
+            stored.fold((0, 0), |(t, f), m| (t + 1, f + usize::from(m.in_flight)));
         let visible = self.visible.len();
         (visible, in_flight, total - visible - in_flight)
     }

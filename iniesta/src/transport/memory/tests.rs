@@ -16,7 +16,10 @@ async fn visibility_timeout_redelivers_with_a_new_receipt() {
     let first = q.receive(10).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].id, id);
-    assert!(q.receive(10).await.unwrap().is_empty(), "in flight, not visible");
+    assert!(
+        q.receive(10).await.unwrap().is_empty(),
+        "in flight, not visible"
+    );
     tokio::time::advance(Duration::from_secs(31)).await;
     let second = q.receive(10).await.unwrap();
     assert_eq!(second[0].system.receive_count, 2);
@@ -34,7 +37,10 @@ async fn md5_and_system_attributes_are_reported() {
     let q = queue();
     q.send(OutgoingMessage::new("A").body("hello"));
     let got = q.receive(1).await.unwrap();
-    assert_eq!(got[0].md5_of_body.as_deref(), Some(md5_hex(b"hello").as_str()));
+    assert_eq!(
+        got[0].md5_of_body.as_deref(),
+        Some(md5_hex(b"hello").as_str())
+    );
     assert!(got[0].system.sent_timestamp.is_some());
     assert_eq!(got[0].attributes["iniesta_pass"].as_str(), Some("A"));
 }
@@ -53,7 +59,9 @@ async fn visibility_zero_returns_at_once_and_extension_holds() {
         tokio::time::advance(Duration::from_secs(61)).await;
         q.receive(1).await.unwrap()
     };
-    q.set_visibility(got[0].receipt.clone(), Duration::ZERO).await.unwrap();
+    q.set_visibility(got[0].receipt.clone(), Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(q.receive(1).await.unwrap()[0].system.receive_count, 3);
 }
 
@@ -95,7 +103,9 @@ async fn fifo_groups_block_while_in_flight_and_keep_order() {
     assert_eq!(second.len(), 1, "group a is blocked");
     assert_eq!(second[0].body, "b1");
     // Returning a2 while a1 is in flight keeps group a blocked.
-    q.set_visibility(first[1].receipt.clone(), Duration::ZERO).await.unwrap();
+    q.set_visibility(first[1].receipt.clone(), Duration::ZERO)
+        .await
+        .unwrap();
     assert!(q.receive(10).await.unwrap().is_empty());
     q.ack(first[0].receipt.clone()).await.unwrap();
     assert_eq!(q.receive(10).await.unwrap()[0].body, "a2");
@@ -113,7 +123,9 @@ async fn delayed_messages_wait() {
 
 #[tokio::test(start_paused = true)]
 async fn long_poll_wakes_on_arrival() {
-    let q = MemoryQueue::builder().wait_time(Duration::from_secs(20)).build();
+    let q = MemoryQueue::builder()
+        .wait_time(Duration::from_secs(20))
+        .build();
     let sender = q.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -136,5 +148,8 @@ async fn injected_duplicates_carry_their_own_valid_receipt() {
     assert_ne!(duplicate[0].receipt, first[0].receipt);
     q.ack(duplicate[0].receipt.clone()).await.unwrap();
     assert!(q.is_empty());
-    assert!(q.ack(first[0].receipt.clone()).await.is_err(), "already deleted");
+    assert!(
+        q.ack(first[0].receipt.clone()).await.is_err(),
+        "already deleted"
+    );
 }

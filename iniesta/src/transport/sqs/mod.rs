@@ -24,6 +24,11 @@ pub use connect::{
 };
 pub use counters::SqsRequestCounts;
 
+/// The AWS SDK for SQS this transport is built on, for
+/// [`SqsTransport::builder`] clients of the same version.
+#[doc(no_inline)]
+pub use aws_sdk_sqs;
+
 use crate::config::SqsConfig;
 use crate::handler::BoxFuture;
 use crate::transport::{QueueInfo, Transport};

@@ -502,6 +502,77 @@ async fn consumer_makes_at_most_a_quarter_request_per_message() {
     );
 }
 
+/// SQS unreachable (connection refused) for a while: the consumer logs, backs off (no hot
+/// loop), never exits, and resumes when SQS is back.
+#[tokio::test]
+async fn consumer_survives_losing_sqs_and_resumes() {
+    let queue = sqs::queue("consumer-outage").await;
+    let mut proxy = sqs::Proxy::start().await;
+    let transport = SqsTransport::builder(sqs::client_via(&proxy.url()))
+        .queue_url(&queue.url)
+        .wait_time(Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap();
+    let running = app(transport)
+        .handler("After.outage", |_: Message| async {})
+        .build()
+        .unwrap()
+        .spawn();
+    wait_for("a first receive", Duration::from_secs(10), || async {
+        running.metrics().since_last_receive.is_some()
+    })
+    .await;
+
+    proxy.cut().await;
+    wait_for("a failed receive", Duration::from_secs(30), || async {
+        running.metrics().receive_errors >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let errors = running.metrics().receive_errors;
+    assert!(
+        !running.is_finished(),
+        "a transient error never stops the consumer"
+    );
+    assert!(
+        errors <= 20,
+        "backs off instead of spinning: {errors} failed receives in ~3 s"
+    );
+
+    proxy.restore().await;
+    queue.send("After.outage", "back").await;
+    wait_handled(&running, 1).await;
+    wait_empty(&queue).await;
+    running.shutdown().await.unwrap();
+}
+
+/// A permanent error (the queue was deleted) stops the consumer with an error naming it.
+#[tokio::test]
+async fn consumer_stops_when_its_queue_is_deleted() {
+    let queue = sqs::queue("consumer-deleted").await;
+    let running = app(queue.transport().await)
+        .handler("Any.key", |_: Message| async {})
+        .build()
+        .unwrap()
+        .spawn();
+    wait_for("a first receive", Duration::from_secs(10), || async {
+        running.metrics().since_last_receive.is_some()
+    })
+    .await;
+    queue.delete().await;
+    let result = tokio::time::timeout(Duration::from_secs(30), running.wait())
+        .await
+        .expect("the consumer stops");
+    match result {
+        Err(iniesta::Error::Transport(iniesta::TransportError::QueueDoesNotExist {
+            queue: name,
+            ..
+        })) => assert_eq!(name, queue.name),
+        other => panic!("expected QueueDoesNotExist, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn app_from_config_fails_on_a_missing_queue_naming_it() {
     sqs::require_aws_env();

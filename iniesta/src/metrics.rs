@@ -5,12 +5,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// A counter on a cache line of its own: the hot counters are bumped by every worker thread
+/// for every message, and sharing a line would make the cores fight over it.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Hot(AtomicU64);
+
 /// Live counters, shared by the pipeline's tasks.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     started: Instant,
     received: AtomicU64,
-    handled: AtomicU64,
+    handled: Hot,
     failed: AtomicU64,
     panicked: AtomicU64,
     timed_out: AtomicU64,
@@ -20,11 +26,12 @@ pub(crate) struct Metrics {
     already_processed: AtomicU64,
     lock_unavailable: AtomicU64,
     returned: AtomicU64,
-    deleted: AtomicU64,
+    deleted: Hot,
     delete_failed: AtomicU64,
     receive_errors: AtomicU64,
     lock_lost: AtomicU64,
-    in_flight: AtomicU64,
+    /// Added per batch, taken per settled delivery.
+    in_flight: Hot,
     /// Milliseconds after `started` of the last successful receive, plus one (0: never).
     last_receive: AtomicU64,
 }
@@ -63,7 +70,7 @@ pub struct MetricsSnapshot {
     pub receive_errors: u64,
     /// Locks lost while a handler ran.
     pub lock_lost: u64,
-    /// Handlers running now.
+    /// Deliveries received and not yet settled (handlers running or waiting in a FIFO group).
     pub in_flight: u64,
     /// Time since the last successful receive; `None` before the first.
     pub since_last_receive: Option<Duration>,
@@ -82,7 +89,6 @@ macro_rules! counters {
 }
 
 counters!(
-    handled,
     failed,
     panicked,
     timed_out,
@@ -92,7 +98,6 @@ counters!(
     already_processed,
     lock_unavailable,
     returned,
-    deleted,
     delete_failed,
     receive_errors,
     lock_lost,
@@ -103,7 +108,7 @@ impl Metrics {
         Metrics {
             started: Instant::now(),
             received: AtomicU64::new(0),
-            handled: AtomicU64::new(0),
+            handled: Hot::default(),
             failed: AtomicU64::new(0),
             panicked: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
@@ -113,11 +118,11 @@ impl Metrics {
             already_processed: AtomicU64::new(0),
             lock_unavailable: AtomicU64::new(0),
             returned: AtomicU64::new(0),
-            deleted: AtomicU64::new(0),
+            deleted: Hot::default(),
             delete_failed: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
             lock_lost: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
+            in_flight: Hot::default(),
             last_receive: AtomicU64::new(0),
         }
     }
@@ -128,12 +133,22 @@ impl Metrics {
         self.last_receive.store(since, Ordering::Relaxed);
     }
 
-    pub(crate) fn started_handler(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn handled(&self) {
+        self.handled.0.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn finished_handler(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    pub(crate) fn deleted(&self) {
+        self.deleted.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn batch_started(&self, deliveries: usize) {
+        self.in_flight
+            .0
+            .fetch_add(deliveries as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn delivery_settled(&self) {
+        self.in_flight.0.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
@@ -141,7 +156,7 @@ impl Metrics {
         let last = load(&self.last_receive);
         MetricsSnapshot {
             received: load(&self.received),
-            handled: load(&self.handled),
+            handled: load(&self.handled.0),
             failed: load(&self.failed),
             panicked: load(&self.panicked),
             timed_out: load(&self.timed_out),
@@ -151,11 +166,11 @@ impl Metrics {
             already_processed: load(&self.already_processed),
             lock_unavailable: load(&self.lock_unavailable),
             returned: load(&self.returned),
-            deleted: load(&self.deleted),
+            deleted: load(&self.deleted.0),
             delete_failed: load(&self.delete_failed),
             receive_errors: load(&self.receive_errors),
             lock_lost: load(&self.lock_lost),
-            in_flight: load(&self.in_flight),
+            in_flight: load(&self.in_flight.0),
             since_last_receive: (last > 0).then(|| {
                 self.started
                     .elapsed()

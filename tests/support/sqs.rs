@@ -505,3 +505,91 @@ impl TestTopic {
             .expect("Publish returns the id")
     }
 }
+
+/// A TCP proxy in front of moto that can be cut and restored, to simulate SQS becoming
+/// unreachable (connection refused) and coming back on the same address.
+#[derive(Debug)]
+pub struct Proxy {
+    port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts a proxy on a free loopback port, forwarding to moto.
+    pub async fn start() -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        Proxy {
+            port,
+            task: Some(tokio::spawn(forward(listener))),
+        }
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes the listener and every open connection: new connections are refused.
+    pub async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens on the same port again.
+    pub async fn restore(&mut self) {
+        self.cut().await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("the proxy's port is free again");
+        self.task = Some(tokio::spawn(forward(listener)));
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Accepts connections and pipes each to moto; aborting it drops every connection.
+async fn forward(listener: tokio::net::TcpListener) {
+    let upstream = endpoint();
+    let upstream = upstream
+        .split_once("://")
+        .map_or(upstream.as_str(), |(_, rest)| rest)
+        .trim_end_matches('/')
+        .to_owned();
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((mut client, _)) = accepted else { continue };
+                let upstream = upstream.clone();
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// An SQS client for moto through `endpoint` (a [`Proxy`]).
+pub fn client_via(endpoint: &str) -> Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new(REGION))
+        .credentials_provider(credentials())
+        .endpoint_url(endpoint)
+        .build();
+    Client::from_conf(config)
+}

@@ -30,6 +30,7 @@ impl Pipeline {
         received_at: Instant,
         mut permits: Option<OwnedSemaphorePermit>,
     ) -> Vec<Report> {
+        self.metrics.batch_started(raws.len());
         let steps = self.prepare(raws).await;
         let mut items = Vec::with_capacity(steps.len());
         for step in steps {
@@ -120,6 +121,7 @@ impl Pipeline {
             Step::Delete(message) => self.delete_processed(message).await,
             Step::Done(report) => report,
         };
+        self.metrics.delivery_settled();
         drop(permit);
         report
     }
@@ -153,6 +155,7 @@ impl Pipeline {
                 let waited_too_long = received_at.elapsed() > hold_limit;
                 if blocked || waited_too_long || self.stopping.is_cancelled() {
                     reports.push(self.return_unstarted(step).await);
+                    self.metrics.delivery_settled();
                     continue;
                 }
                 let report = self.run_step(step, received_at, permit).await;
@@ -172,6 +175,7 @@ impl Pipeline {
             Step::Done(report) => return report,
         };
         self.return_message(&message).await;
+        self.metrics.returned();
         if let Some(lease) = lease {
             self.release(&lease).await;
         }

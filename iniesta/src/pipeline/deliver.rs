@@ -53,11 +53,9 @@ impl Pipeline {
             self.queue.max_receive_count,
             lease.as_ref().and_then(Lease::fencing_token),
         );
-        self.metrics.started_handler();
         let finish = self
             .run_handler(route, &message, &ctx, lease.as_mut(), received_at)
             .await;
-        self.metrics.finished_handler();
         match finish {
             Finish::Succeeded => {
                 self.metrics.handled();

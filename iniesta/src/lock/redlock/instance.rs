@@ -3,11 +3,12 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, ErrorKind, Pipeline, RedisError, Script, ServerErrorKind, Value};
+use redis::{Cmd, ConnectionAddr, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::ConfigError;
@@ -23,12 +24,16 @@ pub(super) struct Endpoint {
 }
 
 /// Why one call to one server gave no answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum CallError {
     /// No answer within the call timeout.
     Timeout(Duration),
     /// The connection or the server failed.
     Redis(RedisError),
+    /// The reply had an unexpected shape.
+    Protocol(&'static str),
+    /// The task sending calls stopped (the runtime is shutting down).
+    Closed,
 }
 
 impl fmt::Display for CallError {
@@ -36,6 +41,8 @@ impl fmt::Display for CallError {
         match self {
             CallError::Timeout(after) => write!(f, "no answer within {after:?}"),
             CallError::Redis(e) => write!(f, "{e}"),
+            CallError::Protocol(what) => write!(f, "unexpected reply: {what}"),
+            CallError::Closed => f.write_str("the runtime is shutting down"),
         }
     }
 }
@@ -43,13 +50,18 @@ impl fmt::Display for CallError {
 impl std::error::Error for CallError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            CallError::Timeout(_) => None,
             CallError::Redis(e) => Some(e),
+            _ => None,
         }
     }
 }
 
 /// One server of the quorum.
+///
+/// Calls are coalesced: while one pipeline is on its way to the server, the calls that arrive
+/// wait in the outbox and leave together as the next pipeline (group commit). An idle lock
+/// sends each call at once; a busy one sends one round trip for many calls, which is what
+/// makes a marker and a release per message affordable.
 pub(super) struct Instance {
     /// The URL without its password.
     name: String,
@@ -58,6 +70,22 @@ pub(super) struct Instance {
     timeout: Duration,
     /// Whether the last call succeeded, so logs show transitions rather than every failure.
     up: AtomicBool,
+    outbox: Mutex<Outbox>,
+}
+
+/// Calls waiting for the pipeline in flight to come back.
+#[derive(Default)]
+struct Outbox {
+    calls: Vec<Call>,
+    /// Whether a task is sending (it takes the calls queued meanwhile when it is done).
+    sending: bool,
+}
+
+/// One caller's commands and where their replies go.
+struct Call {
+    commands: Vec<Cmd>,
+    script: Option<&'static Script>,
+    reply: oneshot::Sender<Result<Vec<Value>, CallError>>,
 }
 
 impl fmt::Debug for Instance {
@@ -110,6 +138,7 @@ impl Instance {
             connection,
             timeout,
             up: AtomicBool::new(true),
+            outbox: Mutex::new(Outbox::default()),
         })
     }
 
@@ -161,43 +190,161 @@ impl Instance {
         self.record(result.as_ref().err());
     }
 
-    /// Sends `pipe` in one round trip and returns one value per command.
+    /// Sends `commands` (in the next pipeline to the server) and returns one value per command,
+    /// within the call timeout.
     ///
-    /// `script` is the script the pipeline invokes by `EVALSHA`, if any: on `NOSCRIPT` it is
-    /// loaded and the pipeline sent again, within the same deadline.
-    pub(super) async fn query(
-        &self,
-        pipe: &Pipeline,
-        script: Option<&Script>,
+    /// `script` is the script the commands invoke by `EVALSHA`, if any: on `NOSCRIPT` it is
+    /// loaded and the commands sent again, within the same deadline.
+    pub(super) async fn call(
+        self: Arc<Self>,
+        commands: Vec<Cmd>,
+        script: Option<&'static Script>,
     ) -> Result<Vec<Value>, CallError> {
         let deadline = Instant::now() + self.timeout;
-        let mut connection = self.connection.clone();
-        let first = tokio::time::timeout_at(deadline, pipe.query_async(&mut connection)).await;
-        let result = match first {
+        let (reply, answer) = oneshot::channel();
+        let start_sending = {
+            let mut outbox = self.outbox();
+            outbox.calls.push(Call {
+                commands,
+                script,
+                reply,
+            });
+            !std::mem::replace(&mut outbox.sending, true)
+        };
+        if start_sending {
+            tokio::spawn(Arc::clone(&self).send_queued());
+        }
+        match tokio::time::timeout_at(deadline, answer).await {
             Err(_) => Err(CallError::Timeout(self.timeout)),
-            Ok(Ok(values)) => Ok(values),
-            Ok(Err(e)) if is_noscript(&e) && script.is_some() => {
-                tracing::debug!(instance = %self.name, "lock script not cached: loading it");
-                let mut again = redis::pipe();
-                if let Some(script) = script {
-                    again.load_script(script);
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(CallError::Closed),
+        }
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // Plain data: a panic elsewhere while holding it leaves it consistent.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends the queued calls, one pipeline at a time, until none is left.
+    async fn send_queued(self: Arc<Self>) {
+        // Dropped mid-way (runtime shutdown): let the next call start a new sender.
+        struct Sending<'a>(&'a Instance);
+        impl Drop for Sending<'_> {
+            fn drop(&mut self) {
+                self.0.outbox().sending = false;
+            }
+        }
+        let _sending = Sending(&self);
+        loop {
+            let calls = {
+                let mut outbox = self.outbox();
+                if outbox.calls.is_empty() {
+                    outbox.sending = false;
+                    return;
                 }
-                for command in pipe.cmd_iter() {
-                    again.add_command(command.clone());
+                std::mem::take(&mut outbox.calls)
+            };
+            self.send(calls).await;
+        }
+    }
+
+    /// One round trip for `calls` (two when a script must be loaded first).
+    async fn send(&self, calls: Vec<Call>) {
+        let deadline = Instant::now() + self.timeout;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut replies = Vec::with_capacity(calls.len());
+        for call in calls {
+            let count = call.commands.len();
+            for command in call.commands {
+                pipe.add_command(command);
+            }
+            replies.push((count, call.script, call.reply));
+        }
+        let mut connection = self.connection.clone();
+        let values: Result<Vec<Value>, CallError> =
+            match tokio::time::timeout_at(deadline, pipe.query_async(&mut connection)).await {
+                Err(_) => Err(CallError::Timeout(self.timeout)),
+                Ok(Err(e)) => Err(CallError::Redis(e)),
+                Ok(Ok(values)) => Ok(values),
+            };
+        self.record(values.as_ref().err());
+        let values: Vec<Value> = match values {
+            Ok(values) if values.len() == pipe.len() => values,
+            Ok(_) => {
+                let error = CallError::Protocol("a pipeline reply of the wrong length");
+                for (_, _, reply) in replies {
+                    let _ = reply.send(Err(error.clone()));
                 }
-                let retried: Result<Result<Vec<Value>, _>, _> =
-                    tokio::time::timeout_at(deadline, again.query_async(&mut connection)).await;
-                match retried {
-                    Err(_) => Err(CallError::Timeout(self.timeout)),
-                    Ok(Ok(mut values)) if !values.is_empty() => Ok(values.split_off(1)),
-                    Ok(Ok(values)) => Ok(values),
-                    Ok(Err(e)) => Err(CallError::Redis(e)),
+                return;
+            }
+            Err(error) => {
+                for (_, _, reply) in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                return;
+            }
+        };
+
+        // Calls whose script was missing ran none of their writes: send them again after
+        // loading the scripts.
+        let mut retry: Vec<Cmd> = Vec::new();
+        let mut loaded: Vec<&'static Script> = Vec::new();
+        let mut retried = Vec::new();
+        let mut values = values.into_iter();
+        let mut commands = pipe.cmd_iter();
+        for (count, script, reply) in replies {
+            let own: Vec<Value> = values.by_ref().take(count).collect();
+            let sent: Vec<&Cmd> = commands.by_ref().take(count).collect();
+            match (own.iter().any(is_noscript), script) {
+                (true, Some(script)) => {
+                    if !loaded.iter().any(|s| s.get_hash() == script.get_hash()) {
+                        loaded.push(script);
+                    }
+                    retry.extend(sent.into_iter().cloned());
+                    retried.push((count, reply));
+                }
+                _ => {
+                    let _ = reply.send(server_errors(own));
                 }
             }
+        }
+        if retried.is_empty() {
+            return;
+        }
+        tracing::debug!(instance = %self.name, "lock scripts not cached: loading them");
+        let mut again = redis::pipe();
+        again.ignore_errors();
+        for script in &loaded {
+            again.load_script(script);
+        }
+        for command in retry {
+            again.add_command(command);
+        }
+        let result =
+            tokio::time::timeout_at(deadline, again.query_async::<Vec<Value>>(&mut connection))
+                .await;
+        let values = match result {
+            Err(_) => Err(CallError::Timeout(self.timeout)),
             Ok(Err(e)) => Err(CallError::Redis(e)),
+            Ok(Ok(values)) if values.len() == again.len() => Ok(values),
+            Ok(Ok(_)) => Err(CallError::Protocol("a pipeline reply of the wrong length")),
         };
-        self.record(result.as_ref().err());
-        result
+        self.record(values.as_ref().err());
+        match values {
+            Ok(values) => {
+                let mut values = values.into_iter().skip(loaded.len());
+                for (count, reply) in retried {
+                    let _ = reply.send(server_errors(values.by_ref().take(count).collect()));
+                }
+            }
+            Err(error) => {
+                for (_, reply) in retried {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
     }
 
     /// Asks the server who it is: `Ok(Some(run_id))`, or `Ok(None)` when it answers but
@@ -242,8 +389,19 @@ impl Instance {
     }
 }
 
-fn is_noscript(error: &RedisError) -> bool {
-    error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+fn is_noscript(value: &Value) -> bool {
+    matches!(value, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript))
+}
+
+/// One call's values, or the first error the server answered to one of its commands.
+fn server_errors(values: Vec<Value>) -> Result<Vec<Value>, CallError> {
+    match values.iter().find_map(|v| match v {
+        Value::ServerError(e) => Some(e.clone()),
+        _ => None,
+    }) {
+        Some(error) => Err(CallError::Redis(error.into())),
+        None => Ok(values),
+    }
 }
 
 /// `localhost` and the loopback addresses name one server.

@@ -121,7 +121,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rand::Rng;
-use redis::{Pipeline, Script, Value};
+use redis::{Cmd, Script, Value};
 use tokio::time::Instant;
 
 use self::instance::{CallError, Instance};
@@ -320,21 +320,25 @@ impl Redlock {
         }
     }
 
-    /// Sends `pipe` to every server at once; answers arrive in completion order.
+    /// Sends `commands` to every server at once; answers arrive in completion order.
     fn send_all(
         &self,
-        pipe: Pipeline,
+        commands: Commands,
         script: Option<&'static Script>,
     ) -> FuturesUnordered<impl Future<Output = Reply> + Send + 'static> {
-        let pipe = Arc::new(pipe);
-        self.inner
-            .instances
+        let instances = &self.inner.instances;
+        let mut commands = Some(commands.0);
+        instances
             .iter()
             .enumerate()
             .map(|(index, instance)| {
+                let own = if index + 1 == instances.len() {
+                    commands.take().unwrap_or_default()
+                } else {
+                    commands.clone().unwrap_or_default()
+                };
                 let instance = Arc::clone(instance);
-                let pipe = Arc::clone(&pipe);
-                async move { (index, instance.query(&pipe, script).await) }
+                async move { (index, instance.call(own, script).await) }
             })
             .collect()
     }
@@ -345,13 +349,13 @@ impl Redlock {
     /// that makes no sense (counted as a failure).
     async fn ask(
         &self,
-        pipe: Pipeline,
+        commands: Commands,
         script: Option<&'static Script>,
         answer: fn(&[Value]) -> Option<bool>,
     ) -> Count {
         let mut count = Count::new(self.inner.instances.len());
         let mut replied = vec![false; self.inner.instances.len()];
-        let mut replies = self.send_all(pipe, script);
+        let mut replies = self.send_all(commands, script);
         while let Some((index, reply)) = replies.next().await {
             replied[index] = true;
             match reply.ok().and_then(|values| answer(&values)) {
@@ -440,10 +444,11 @@ impl Redlock {
         let start = Instant::now();
         let tokens: Vec<String> = keys.iter().map(|_| new_token()).collect();
         let ttl_ms = millis(inner.ttl);
-        let mut pipe = redis::pipe();
+        let mut commands = Commands::default();
         for (key, token) in keys.iter().zip(&tokens) {
             if inner.fencing {
-                pipe.cmd("EVALSHA")
+                commands
+                    .cmd("EVALSHA")
                     .arg(scripts::ACQUIRE_FENCED.get_hash())
                     .arg(2)
                     .arg(inner.lock_key(key))
@@ -452,7 +457,8 @@ impl Redlock {
                     .arg(ttl_ms)
                     .arg(millis(FENCE_TTL));
             } else {
-                pipe.cmd("SET")
+                commands
+                    .cmd("SET")
                     .arg(inner.lock_key(key))
                     .arg(token)
                     .arg("NX")
@@ -460,7 +466,7 @@ impl Redlock {
                     .arg(ttl_ms);
             }
             if inner.processed_marker {
-                pipe.cmd("EXISTS").arg(inner.done_key(key));
+                commands.cmd("EXISTS").arg(inner.done_key(key));
             }
         }
         let script = inner.fencing.then(|| &*scripts::ACQUIRE_FENCED);
@@ -468,7 +474,7 @@ impl Redlock {
         let mut votes = vec![KeyVotes::new(total); keys.len()];
         let mut silent = 0;
         let mut replied = vec![false; total];
-        let mut replies = self.send_all(pipe, script);
+        let mut replies = self.send_all(commands, script);
         while let Some((index, reply)) = replies.next().await {
             replied[index] = true;
             match reply
@@ -578,11 +584,11 @@ impl Redlock {
         }
 
         if !to_release.is_empty() {
-            let mut pipe = redis::pipe();
+            let mut commands = Commands::default();
             for &index in &to_release {
-                inner.push_release(&mut pipe, keys[index], &tokens[index]);
+                inner.push_release(&mut commands, keys[index], &tokens[index]);
             }
-            finish_in_background(self.send_all(pipe, None));
+            finish_in_background(self.send_all(commands, None));
         }
         outcomes
     }
@@ -596,9 +602,10 @@ impl Redlock {
     ) -> Vec<(usize, Result<u64, LockError>)> {
         let inner = &*self.inner;
         let total = inner.instances.len();
-        let mut pipe = redis::pipe();
+        let mut commands = Commands::default();
         for &(index, fence) in unsettled {
-            pipe.cmd("EVALSHA")
+            commands
+                .cmd("EVALSHA")
                 .arg(scripts::RAISE_FENCE.get_hash())
                 .arg(1)
                 .arg(inner.fence_key(keys[index]))
@@ -607,7 +614,7 @@ impl Redlock {
         }
         let mut counts = vec![Count::new(total); unsettled.len()];
         let mut replied = vec![false; total];
-        let mut replies = self.send_all(pipe, Some(&scripts::RAISE_FENCE));
+        let mut replies = self.send_all(commands, Some(&scripts::RAISE_FENCE));
         while let Some((index, reply)) = replies.next().await {
             replied[index] = true;
             match reply {
@@ -646,15 +653,16 @@ impl Redlock {
     async fn extend_lease(&self, lease: &mut Lease) -> Result<bool, LockError> {
         let inner = &*self.inner;
         let start = Instant::now();
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVALSHA")
+        let mut commands = Commands::default();
+        commands
+            .cmd("EVALSHA")
             .arg(scripts::EXTEND.get_hash())
             .arg(1)
             .arg(inner.lock_key(lease.key()))
             .arg(lease.token())
             .arg(millis(inner.ttl));
         let count = self
-            .ask(pipe, Some(&scripts::EXTEND), |values| match values {
+            .ask(commands, Some(&scripts::EXTEND), |values| match values {
                 [Value::Int(n)] => Some(*n == 1),
                 _ => None,
             })
@@ -673,12 +681,12 @@ impl Redlock {
     }
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), LockError> {
-        let mut pipe = redis::pipe();
+        let mut commands = Commands::default();
         self.inner
-            .push_release(&mut pipe, lease.key(), lease.token());
+            .push_release(&mut commands, lease.key(), lease.token());
         // Any answer counts: 0 means the lock had expired or moved on, which is released too.
         let count = self
-            .ask(pipe, None, |values| match values {
+            .ask(commands, None, |values| match values {
                 [Value::Int(_)] => Some(true),
                 _ => None,
             })
@@ -693,14 +701,15 @@ impl Redlock {
     }
 
     async fn mark(&self, key: &str, ttl: Duration) -> Result<(), LockError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
+        let mut commands = Commands::default();
+        commands
+            .cmd("SET")
             .arg(self.inner.done_key(key))
             .arg(1)
             .arg("PX")
             .arg(millis(ttl));
         let count = self
-            .ask(pipe, None, |values| match values {
+            .ask(commands, None, |values| match values {
                 [Value::Okay] => Some(true),
                 [Value::SimpleString(s)] => Some(s == "OK"),
                 _ => None,
@@ -739,8 +748,9 @@ impl Inner {
         )
     }
 
-    fn push_release(&self, pipe: &mut Pipeline, key: &str, token: &str) {
-        pipe.cmd("EVAL")
+    fn push_release(&self, commands: &mut Commands, key: &str, token: &str) {
+        commands
+            .cmd("EVAL")
             .arg(scripts::RELEASE)
             .arg(1)
             .arg(self.lock_key(key))
@@ -779,6 +789,18 @@ impl Inner {
                 })
             })
             .collect()
+    }
+}
+
+/// The commands of one call, built like a pipeline.
+#[derive(Default)]
+struct Commands(Vec<Cmd>);
+
+impl Commands {
+    fn cmd(&mut self, name: &str) -> &mut Cmd {
+        self.0.push(redis::cmd(name));
+        let last = self.0.len() - 1;
+        &mut self.0[last]
     }
 }
 

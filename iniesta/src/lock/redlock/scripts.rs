@@ -1,7 +1,7 @@
 //! The Lua scripts: each compares a token or a counter before it writes, atomically.
 //!
 //! Most are sent as `EVALSHA` inside pipelines; a server that lost its script cache (restarted,
-//! `SCRIPT FLUSH`) answers `NOSCRIPT`, and [`Instance::query`](super::instance::Instance::query)
+//! `SCRIPT FLUSH`) answers `NOSCRIPT`, and [`Instance::call`](super::instance::Instance::call)
 //! loads the script and sends the pipeline again. Nothing has run when `NOSCRIPT` comes back
 //! (the other commands of such a pipeline are reads), so the retry repeats no write.
 

@@ -209,28 +209,21 @@ impl Pipeline {
     }
 
     fn log_failure(&self, message: &Message, ctx: &Context, error: &str) {
-        if self.config.log_bodies {
-            tracing::error!(
-                message_id = message.id(),
-                event = message.event(),
-                handler = ctx.handler_name(),
-                attempt = ctx.attempt(),
-                final_attempt = ctx.is_final_attempt(),
-                error,
-                body = %String::from_utf8_lossy(message.body()),
-                "handler failed: the message stays in the queue"
-            );
-        } else {
-            tracing::error!(
-                message_id = message.id(),
-                event = message.event(),
-                handler = ctx.handler_name(),
-                attempt = ctx.attempt(),
-                final_attempt = ctx.is_final_attempt(),
-                error,
-                "handler failed: the message stays in the queue"
-            );
-        }
+        // Bodies are confidential: logged only when the user opted in.
+        let body = self
+            .config
+            .log_bodies
+            .then(|| String::from_utf8_lossy(message.body()));
+        tracing::error!(
+            message_id = message.id(),
+            event = message.event(),
+            handler = ctx.handler_name(),
+            attempt = ctx.attempt(),
+            final_attempt = ctx.is_final_attempt(),
+            error,
+            body = body.as_deref(),
+            "handler failed: the message stays in the queue"
+        );
     }
 }
 

@@ -81,6 +81,21 @@ struct Outbox {
     sending: bool,
 }
 
+/// Clears [`Outbox::sending`] when the sending task is dropped mid-way (runtime shutdown), so
+/// the next call starts a new one. Disarmed on the normal exit, which clears it under the lock.
+struct Sending<'a> {
+    instance: &'a Instance,
+    armed: bool,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.instance.outbox().sending = false;
+        }
+    }
+}
+
 /// One caller's commands and where their replies go.
 struct Call {
     commands: Vec<Cmd>,
@@ -228,19 +243,17 @@ impl Instance {
 
     /// Sends the queued calls, one pipeline at a time, until none is left.
     async fn send_queued(self: Arc<Self>) {
-        // Dropped mid-way (runtime shutdown): let the next call start a new sender.
-        struct Sending<'a>(&'a Instance);
-        impl Drop for Sending<'_> {
-            fn drop(&mut self) {
-                self.0.outbox().sending = false;
-            }
-        }
-        let _sending = Sending(&self);
+        let mut sending = Sending {
+            instance: &self,
+            armed: true,
+        };
         loop {
             let calls = {
                 let mut outbox = self.outbox();
                 if outbox.calls.is_empty() {
                     outbox.sending = false;
+                    drop(outbox);
+                    sending.armed = false;
                     return;
                 }
                 std::mem::take(&mut outbox.calls)

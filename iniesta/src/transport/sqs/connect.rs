@@ -148,11 +148,7 @@ impl SqsTransportBuilder {
                 what: "the AWS region".into(),
                 variables: "AWS_REGION (or a region in the AWS profile)".into(),
             })?;
-        let display_name = match (&self.queue_name, &self.queue_url) {
-            (Some(name), _) => name.clone(),
-            (None, Some(url)) => queue_name_from_url(url).to_owned(),
-            (None, None) => unreachable!("validate rejects a builder without a queue"),
-        };
+        let display_name = self.display_name()?;
         let target = |counters: &Counters| Target {
             queue: display_name.clone(),
             region: region.clone(),
@@ -228,14 +224,21 @@ impl SqsTransportBuilder {
         })
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.queue_url.is_none() && self.queue_name.is_none() {
-            return Err(ConfigError::Missing {
+    /// The queue's name for `QueueInfo` and errors: the name given, else the URL's last segment.
+    fn display_name(&self) -> Result<String, ConfigError> {
+        match (&self.queue_name, &self.queue_url) {
+            (Some(name), _) => Ok(name.clone()),
+            (None, Some(url)) => Ok(queue_name_from_url(url).to_owned()),
+            (None, None) => Err(ConfigError::Missing {
                 what: "the SQS queue".into(),
                 variables: "SqsTransportBuilder::queue_url or SqsTransportBuilder::queue_name"
                     .into(),
-            });
+            }),
         }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.display_name()?;
         if self.wait_time > MAX_WAIT_TIME {
             return Err(ConfigError::invalid(
                 "wait_time",

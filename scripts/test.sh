@@ -71,6 +71,10 @@ cleanup() {
 
 command -v cargo >/dev/null || fail "cargo is not installed: https://rustup.rs"
 command -v curl >/dev/null || fail "curl is not installed: apt-get install curl"
+if [[ -z "${QUICK:-}" ]]; then
+    cargo fmt --version >/dev/null 2>&1 || fail "rustfmt is missing: rustup component add rustfmt"
+    cargo clippy --version >/dev/null 2>&1 || fail "clippy is missing: rustup component add clippy"
+fi
 mkdir -p "$ROOT/.ci/.cache"
 
 trap cleanup EXIT

@@ -83,6 +83,7 @@ fn drain(
     servers: &[Server],
     concurrency: usize,
     fencing: bool,
+    marker: bool,
 ) -> Duration {
     for server in servers {
         server.cli(&["FLUSHALL"]);
@@ -91,7 +92,7 @@ fn drain(
         let mut config = LockConfig::default();
         config.redis_urls = servers.iter().map(Server::url).collect();
         config.fencing = fencing;
-        config.processed_marker = std::env::var("NO_MARKER").is_err();
+        config.processed_marker = marker;
         let lock = Redlock::connect(&config).await.expect("redlock");
         let queue = MemoryQueue::builder()
             .wait_time(Duration::from_millis(50))
@@ -144,17 +145,25 @@ fn redlock(c: &mut Criterion) {
     let mut group = c.benchmark_group("redlock_pipeline");
     group.throughput(Throughput::Elements(MESSAGES as u64));
     group.sample_size(10);
-    for (name, servers, concurrency, fencing) in [
-        ("one_server_concurrency_32", &one, 32, false),
-        ("one_server_concurrency_256", &one, 256, false),
-        ("one_server_fenced_concurrency_256", &one, 256, true),
-        ("three_servers_concurrency_32", &three, 32, false),
-        ("three_servers_concurrency_256", &three, 256, false),
+    // (name, servers, concurrency, fencing, processed marker)
+    for (name, servers, concurrency, fencing, marker) in [
+        ("one_server_concurrency_32", &one, 32, false, true),
+        ("one_server_concurrency_256", &one, 256, false, true),
+        ("one_server_fenced_concurrency_32", &one, 32, true, true),
+        (
+            "one_server_no_marker_concurrency_32",
+            &one,
+            32,
+            false,
+            false,
+        ),
+        ("three_servers_concurrency_32", &three, 32, false, true),
+        ("three_servers_concurrency_256", &three, 256, false, true),
     ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 (0..iters)
-                    .map(|_| drain(&runtime, servers, concurrency, fencing))
+                    .map(|_| drain(&runtime, servers, concurrency, fencing, marker))
                     .sum()
             })
         });

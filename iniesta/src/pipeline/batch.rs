@@ -117,12 +117,17 @@ impl Pipeline {
         permit: Option<OwnedSemaphorePermit>,
     ) -> Report {
         let report = match step {
-            Step::Run(message, lease) => self.deliver(message, lease, received_at).await,
-            Step::Delete(message) => self.delete_processed(message).await,
-            Step::Done(report) => report,
+            Step::Run(message, lease) => self.deliver(message, lease, received_at, permit).await,
+            Step::Delete(message) => {
+                drop(permit);
+                self.delete_processed(message).await
+            }
+            Step::Done(report) => {
+                drop(permit);
+                report
+            }
         };
         self.metrics.delivery_settled();
-        drop(permit);
         report
     }
 

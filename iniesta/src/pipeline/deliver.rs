@@ -31,6 +31,7 @@ impl Pipeline {
         message: Message,
         mut lease: Option<Lease>,
         received_at: Instant,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Report {
         let mut report = Report::new(message.id(), message.event(), Outcome::Failed);
         let Some(route) = self.router.route(message.event()) else {
@@ -56,6 +57,9 @@ impl Pipeline {
         let finish = self
             .run_handler(route, &message, &ctx, lease.as_mut(), received_at)
             .await;
+        // The handler slot is free once the handler returned: the delete that follows is
+        // batched I/O, and holding the slot through it starves the pollers of full batches.
+        drop(permit);
         match finish {
             Finish::Succeeded => {
                 self.metrics.handled();

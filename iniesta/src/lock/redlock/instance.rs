@@ -11,6 +11,7 @@ use redis::{Cmd, ConnectionAddr, ErrorKind, RedisError, Script, ServerErrorKind,
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::scripts;
 use crate::ConfigError;
 use crate::config::redact_url;
 
@@ -194,6 +195,7 @@ impl Instance {
     }
 
     async fn ping(&self) {
+        let was_up = self.is_up();
         let mut connection = self.connection.clone();
         let command = redis::cmd("PING");
         let ping = command.query_async::<Value>(&mut connection);
@@ -203,6 +205,10 @@ impl Instance {
             Ok(Err(e)) => Err(CallError::Redis(e)),
         };
         self.record(result.as_ref().err());
+        if result.is_ok() && !was_up {
+            // Back after failing: perhaps restarted, with an empty script cache.
+            self.load_scripts().await;
+        }
     }
 
     /// Sends `commands` (in the next pipeline to the server) and returns one value per command,
@@ -377,7 +383,24 @@ impl Instance {
             Ok(Err(e)) => Err(CallError::Redis(e)),
         };
         self.record(result.as_ref().err());
+        if result.is_ok() {
+            self.load_scripts().await;
+        }
         result
+    }
+
+    /// Loads every script, so calls rarely meet `NOSCRIPT`; failures only cost that later.
+    async fn load_scripts(&self) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for script in scripts::all() {
+            pipe.load_script(script);
+        }
+        let mut connection = self.connection.clone();
+        let load = pipe.query_async::<Vec<Value>>(&mut connection);
+        if let Ok(Err(e)) = tokio::time::timeout(self.timeout, load).await {
+            tracing::debug!(instance = %self.name, error = %e, "could not load the lock scripts");
+        }
     }
 
     fn record(&self, error: Option<&CallError>) {

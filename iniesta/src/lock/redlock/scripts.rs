@@ -1,6 +1,6 @@
 //! The Lua scripts: each compares a token or a counter before it writes, atomically.
 //!
-//! Most are sent as `EVALSHA` inside pipelines; a server that lost its script cache (restarted,
+//! They are sent as `EVALSHA` inside pipelines; a server that lost its script cache (restarted,
 //! `SCRIPT FLUSH`) answers `NOSCRIPT`, and [`Instance::call`](super::instance::Instance::call)
 //! loads the script and sends the pipeline again. Nothing has run when `NOSCRIPT` comes back
 //! (the other commands of such a pipeline are reads), so the retry repeats no write.
@@ -12,16 +12,24 @@ use redis::Script;
 /// Deletes the lock when it still holds our token.
 ///
 /// `KEYS[1]` lock key; `ARGV[1]` token. Returns 1 when deleted, 0 when the lock was lost.
-///
-/// Sent by `EVAL` with its source, never `EVALSHA`: a release often compensates for a call
-/// that timed out on a hung server, and must run after it when the server wakes, whether or
-/// not that server still has the script cached; nobody is left to retry a `NOSCRIPT` then.
-pub(super) const RELEASE: &str = r"
+pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_SOURCE));
+
+/// The source of [`RELEASE`], sent by `EVAL` when a release compensates for a grant that may
+/// land late: a call that timed out on a hung server runs when the server wakes, and the
+/// release queued behind it must run too, script cache or not; nobody is left to retry a
+/// `NOSCRIPT` then.
+pub(super) const RELEASE_SOURCE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
 ";
+
+/// Every script sent by `EVALSHA`: loaded into each server at startup and whenever it answers
+/// again after failing, so `NOSCRIPT` is rare.
+pub(super) fn all() -> [&'static Script; 4] {
+    [&RELEASE, &EXTEND, &ACQUIRE_FENCED, &RAISE_FENCE]
+}
 
 /// Resets the lock's expiry when it still holds our token.
 ///

@@ -443,6 +443,19 @@ async fn startup_warns_when_servers_are_not_independent() {
     Redlock::connect(&config).await.unwrap();
     assert!(logs.text().contains("not independent"), "{}", logs.text());
 
+    // Two addresses, one server behind them (here a proxy): Redis's run_id gives it away.
+    let proxy = LatencyProxy::start(servers[1].port(), Duration::ZERO).await;
+    let logs_before = logs.text().len();
+    Redlock::connect(&lock_config(&[
+        servers[1].url(),
+        proxy.url(),
+        servers[0].url(),
+    ]))
+    .await
+    .unwrap();
+    let text = logs.text()[logs_before..].to_owned();
+    assert!(text.contains("different addresses reach one"), "{text}");
+
     // Two servers: independent but even.
     let logs_before = logs.text().len();
     Redlock::connect(&lock_config(&urls(&servers)))

@@ -6,8 +6,9 @@
 //!
 //! 1. For a received batch, one pipeline goes to every server at once, holding per key
 //!    `SET {key_prefix}{key} <token> NX PX <ttl>` and, when the processed marker is on,
-//!    `EXISTS {done_prefix}{key}`. Ten messages cost one round trip per server, not ten.
-//!    The token is 128 random bits, in hex.
+//!    `EXISTS {done_prefix}{key}` (with fencing on, a Lua script replaces the `SET`: see
+//!    below). Ten messages cost one round trip per server, not ten. The token is 128 random
+//!    bits, in hex.
 //! 2. A key is held when a majority of servers said yes and the time spent is below
 //!    `ttl - drift` (drift = 1% of the ttl + 2 ms). The lease is valid for `ttl - drift` from the
 //!    moment the request went out.
@@ -150,6 +151,34 @@ const MIN_TTL: Duration = Duration::from_millis(10);
 ///
 /// Cheap to clone: clones share the connections. See the [module docs](self) for the algorithm,
 /// its failure modes and its limits.
+///
+/// # Examples
+///
+/// Three independent servers, fencing tokens on, as the lock of an app:
+///
+/// ```no_run
+/// use iniesta::config::LockConfig;
+/// use iniesta::lock::redlock::Redlock;
+///
+/// # async fn run(queue: iniesta::transport::MemoryQueue) -> iniesta::Result<()> {
+/// let mut config = LockConfig::default();
+/// config.redis_urls = vec![
+///     "redis://:secret@redis-a:6379".into(),
+///     "redis://:secret@redis-b:6379".into(),
+///     "redis://:secret@redis-c:6379".into(),
+/// ];
+/// config.fencing = true;
+/// let lock = Redlock::connect(&config).await?;
+/// assert_eq!(lock.quorum(), 2);
+/// assert!(lock.servers().all(|url| !url.contains("secret")));
+///
+/// let _app = iniesta::App::builder()
+///     .transport(queue)
+///     .lock(lock)
+///     .lock_config(config)
+///     .build()?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Redlock {
     inner: Arc<Inner>,

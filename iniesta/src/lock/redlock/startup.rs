@@ -13,9 +13,16 @@ impl Redlock {
         let inner = &*self.inner;
         let total = inner.instances.len();
         for (address, count) in shared(inner.instances.iter().map(|i| &i.endpoint().address)) {
+            let databases: Vec<i64> = inner
+                .instances
+                .iter()
+                .filter(|i| i.endpoint().address == *address)
+                .map(|i| i.endpoint().db)
+                .collect();
             tracing::warn!(
                 server = %address,
                 urls = count,
+                ?databases,
                 "lock servers are not independent: several URLs name one Redis server (different \
                  databases of one server give no fault tolerance); use independent servers"
             );
@@ -46,14 +53,24 @@ impl Redlock {
         let probes =
             futures_util::future::join_all(inner.instances.iter().map(|i| i.probe())).await;
         let reachable = probes.iter().filter(|p| p.is_ok()).count();
+        // Different addresses can still reach one server (aliases, proxies): Redis names itself.
         let run_ids = probes.iter().filter_map(|p| p.as_ref().ok()?.as_ref());
-        for (run_id, count) in shared(run_ids) {
-            tracing::warn!(
-                run_id = %run_id,
-                urls = count,
-                "lock servers are not independent: several URLs reach one Redis server (same \
-                 run_id); use independent servers"
-            );
+        for (run_id, _) in shared(run_ids) {
+            let same: Vec<&str> = inner
+                .instances
+                .iter()
+                .zip(&probes)
+                .filter(|(_, p)| matches!(p, Ok(Some(id)) if id == run_id))
+                .map(|(i, _)| i.endpoint().address.as_str())
+                .collect();
+            if same.iter().any(|a| *a != same[0]) {
+                tracing::warn!(
+                    run_id = %run_id,
+                    servers = ?same,
+                    "lock servers are not independent: different addresses reach one Redis \
+                     server (same run_id); use independent servers"
+                );
+            }
         }
         if reachable < inner.quorum {
             tracing::warn!(

@@ -478,3 +478,26 @@ async fn logs_never_show_passwords() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!format!("{lock:?}").contains("hunter2"));
 }
+
+#[tokio::test]
+async fn a_tls_url_speaks_tls_and_fails_cleanly_against_a_plain_server() {
+    // The server speaks plain RESP, so the TLS handshake fails: a clean error, not a panic
+    // (rustls has its crypto provider) and not a hang.
+    let server = RedisServer::start();
+    let url = urls(std::slice::from_ref(&server))[0].replacen("redis://", "rediss://", 1);
+    let lock = Redlock::connect(&lock_config(&[url])).await.unwrap();
+    let started = Instant::now();
+    let result = acquire_one(&lock, "tls").await;
+    assert!(
+        matches!(
+            result,
+            Err(LockError::NoQuorum {
+                answered: 0,
+                total: 1,
+                needed: 1
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -469,4 +469,10 @@ mod tests {
         assert!(error.contains("INIESTA_REDIS_URLS"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
     }
+
+    #[tokio::test]
+    async fn tls_urls_are_accepted() {
+        let instance = Instance::open("rediss://:secret@127.0.0.1:6390", Duration::from_secs(1));
+        assert!(instance.is_ok(), "{instance:?}");
+    }
 }

@@ -224,8 +224,9 @@ impl Redlock {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Invalid`] for a malformed URL (named without its password), a `rediss://`
-    /// URL in a build without TLS, an empty list, a ttl below 10 ms or a zero call timeout.
+    /// [`ConfigError::Invalid`] for a malformed URL (named without its password), an empty
+    /// list, a ttl below 10 ms or a zero call timeout. `rediss://` URLs connect over TLS
+    /// (rustls, with the system's root certificates).
     pub async fn connect(config: &LockConfig) -> crate::Result<Redlock> {
         if config.redis_urls.is_empty() {
             return Err(ConfigError::invalid(

@@ -138,6 +138,7 @@ async fn a_duplicate_delivery_runs_the_handler_once() {
 
 #[tokio::test(start_paused = true)]
 async fn the_processed_marker_deletes_a_redelivered_handled_message() {
+    use iniesta::transport::Transport;
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&runs);
     let client = TestClient::new(builder().handler("A", move |_: Message| {
@@ -158,9 +159,8 @@ async fn the_processed_marker_deletes_a_redelivered_handled_message() {
     assert_eq!(duplicate.outcome, Outcome::Handled);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     // The original delivery finds the marker even though its lock is free.
-    let client_lock = client.lock();
-    let again =
-        iniesta::lock::IdempotencyLock::acquire(client_lock, &[received[0].id.as_str()]).await;
+    let key = format!("{}:{}", client.queue().queue_info().name, received[0].id);
+    let again = iniesta::lock::IdempotencyLock::acquire(client.lock(), &[key.as_str()]).await;
     assert!(matches!(
         again[0],
         Ok(iniesta::lock::Acquisition::AlreadyProcessed)
@@ -361,4 +361,134 @@ async fn a_corrupt_body_is_not_handled_and_not_deleted() {
     assert_eq!(metrics.corrupt, 1);
     assert_eq!(metrics.handled, 0);
     assert_eq!(queue.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_sns_publish_is_handled_once_by_each_subscribed_queue() {
+    use iniesta::lock::MemoryLock;
+    // One topic fans out to two services' queues; both share one lock store.
+    let lock = Arc::new(MemoryLock::new());
+    let envelope = serde_json::json!({
+        "Type": "Notification",
+        "MessageId": "sns-42",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:users",
+        "Message": "{}",
+        "MessageAttributes": {"iniesta_pass": {"Type": "String", "Value": "UserUpdated.user"}}
+    })
+    .to_string();
+    let mut runs = Vec::new();
+    for service in ["billing", "mailer"] {
+        let queue = MemoryQueue::builder()
+            .name(service)
+            .wait_time(secs(1))
+            .build();
+        queue.send(OutgoingMessage::without_event().body(envelope.clone()));
+        let app = builder()
+            .transport(queue.clone())
+            .lock(Arc::clone(&lock))
+            .handler("UserUpdated.user", |_: Message| async {})
+            .build()
+            .unwrap();
+        let running = app.spawn();
+        tokio::time::sleep(secs(2)).await;
+        runs.push(running.metrics());
+        running.shutdown().await.unwrap();
+        assert!(queue.is_empty());
+    }
+    assert_eq!(runs[0].handled, 1, "billing");
+    assert_eq!(
+        runs[1].handled, 1,
+        "mailer: billing's marker must not settle its copy"
+    );
+    assert_eq!(runs[1].already_processed, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_skipped_first_message_holds_back_its_fifo_group() {
+    use iniesta::lock::IdempotencyLock;
+    use iniesta::transport::Transport;
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&ran);
+    let client = TestClient::with_queue(
+        builder().handler("Step", move |msg: Message| {
+            sink.lock()
+                .unwrap()
+                .push(msg.body_str().unwrap().to_owned());
+            async {}
+        }),
+        MemoryQueue::builder().fifo(),
+    )
+    .unwrap();
+    let first = client.send(OutgoingMessage::new("Step").body("first").group_id("g"));
+    client.send(OutgoingMessage::new("Step").body("second").group_id("g"));
+    // Another consumer holds the first message's lock (lock keys are `queue:message id`).
+    let key = format!("{}:{first}", client.queue().queue_info().name);
+    let held = client.lock().acquire(&[key.as_str()]).await;
+    assert!(matches!(
+        held[0],
+        Ok(iniesta::lock::Acquisition::Acquired(_))
+    ));
+    let outcomes: Vec<_> = client
+        .process_all()
+        .await
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, [Outcome::Busy, Outcome::Returned]);
+    assert!(
+        ran.lock().unwrap().is_empty(),
+        "second must not run before first"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_stop_at_the_maximum_lease_without_zero_extensions() {
+    let queue = MemoryQueue::builder()
+        .visibility_timeout(secs(4))
+        .wait_time(secs(1))
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let mut config = iniesta::config::ConsumerConfig::default();
+    config.max_lease = secs(10);
+    let app = builder()
+        .transport(queue.clone())
+        .consumer_config(config)
+        .handler("Long", move |_: Message| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(secs(20))
+        })
+        .build()
+        .unwrap();
+    queue.send(OutgoingMessage::new("Long"));
+    let running = app.spawn();
+    tokio::time::sleep(secs(9)).await;
+    assert_eq!(
+        queue.visible_len(),
+        0,
+        "extended while within the maximum lease"
+    );
+    tokio::time::sleep(secs(3)).await;
+    // Past the 10 s maximum the message became visible again, as configured, and was received
+    // again; the lock, still extended, kept the second delivery from running the handler.
+    assert!(running.metrics().busy >= 1, "{:?}", running.metrics());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    running.shutdown_token().cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_wait_time_does_not_spin() {
+    let queue = MemoryQueue::builder().wait_time(Duration::ZERO).build();
+    let app = builder()
+        .transport(queue.clone())
+        .handler("A", |_: Message| async {})
+        .build()
+        .unwrap();
+    let running = app.spawn();
+    // Under the paused clock a spinning poller would never let time advance.
+    tokio::time::sleep(secs(5)).await;
+    queue.send(OutgoingMessage::new("A"));
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(running.metrics().handled, 1);
+    running.shutdown().await.unwrap();
 }

@@ -201,6 +201,20 @@ impl ConsumerConfig {
                 self.max_batch.to_string(),
             ));
         }
+        // Longer than SQS keeps a message invisible makes no sense, and would overflow clocks.
+        for (name, value) in [
+            ("handler_timeout", self.handler_timeout),
+            ("retry_backoff", self.retry_backoff),
+            ("shutdown_grace", Some(self.shutdown_grace)),
+        ] {
+            if value.is_some_and(|v| v > MAX_VISIBILITY) {
+                return Err(ConfigError::invalid(
+                    name,
+                    "at most 12h",
+                    format!("{:?}", value.unwrap_or_default()),
+                ));
+            }
+        }
         if !(0.1..=0.9).contains(&self.heartbeat_fraction) {
             return Err(ConfigError::invalid(
                 "heartbeat_fraction",

@@ -92,4 +92,19 @@ fn durations_parse() {
     assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
     assert_eq!(parse_duration("-1"), None);
     assert_eq!(parse_duration("5 days"), None);
+    assert_eq!(
+        parse_duration("99999999999999999999999"),
+        None,
+        "overflow is an error, not a panic"
+    );
+}
+
+#[test]
+fn durations_beyond_twelve_hours_are_rejected() {
+    let c = config(&[("INIESTA_HANDLER_TIMEOUT", "13h")]).unwrap();
+    let err = c.consumer.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("handler_timeout") && err.contains("at most 12h"),
+        "{err}"
+    );
 }

@@ -124,3 +124,30 @@ pub trait IdempotencyLock: Send + Sync + 'static {
     /// How long a lease holds before it must be extended.
     fn ttl(&self) -> Duration;
 }
+
+/// A shared lock: several apps in one process (one per queue) can use one lock.
+impl<L: IdempotencyLock> IdempotencyLock for std::sync::Arc<L> {
+    fn acquire(&self, keys: &[&str]) -> BoxFuture<'_, Vec<Result<Acquisition, LockError>>> {
+        (**self).acquire(keys)
+    }
+
+    fn extend<'a>(&'a self, lease: &'a mut Lease) -> BoxFuture<'a, Result<bool, LockError>> {
+        (**self).extend(lease)
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), LockError>> {
+        (**self).release(lease)
+    }
+
+    fn mark_processed<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        (**self).mark_processed(key, ttl)
+    }
+
+    fn ttl(&self) -> Duration {
+        (**self).ttl()
+    }
+}

@@ -127,7 +127,10 @@ impl RawMessage {
             raw,
         } = self;
         let mut sns = None;
+        // SNS to SQS without raw delivery sets no SQS attributes: a message that has some is
+        // not an envelope, whatever its body looks like (a producer cannot pick its own keys).
         if options.unwrap_sns
+            && attributes.is_empty()
             && let Some(envelope) = sns_envelope(&body)
         {
             for (name, attr) in envelope.message_attributes {
@@ -281,6 +284,22 @@ mod tests {
             Some(&[0u8, 1][..])
         );
         assert_eq!(msg.sns().unwrap().topic_arn, "arn:aws:sns:us-east-1:123:t");
+    }
+
+    #[test]
+    fn an_envelope_shaped_body_with_sqs_attributes_is_not_unwrapped() {
+        let body = serde_json::json!({
+            "Type": "Notification", "MessageId": "forged", "Message": "x",
+            "MessageAttributes": {"iniesta_pass": {"Type": "String", "Value": "Admin.grant"}}
+        })
+        .to_string();
+        let mut m = raw(&body);
+        m.attributes
+            .insert("iniesta_pass".into(), "User.updated".into());
+        let msg = m.decode(&DecodeOptions::default()).unwrap();
+        assert_eq!(msg.event(), Some("User.updated"));
+        assert_eq!(msg.idempotency_key(), "m-1");
+        assert!(msg.sns().is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One received batch: decode, lock in one round trip, then run (FIFO groups in order).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::sync::OwnedSemaphorePermit;
@@ -18,11 +19,28 @@ enum Step {
     Run(Message, Option<Lease>),
     /// Handled before: delete without running.
     Delete(Message),
-    /// Settled without running (busy, corrupt, lock down).
-    Done(Report),
+    /// Settled without running (busy, corrupt, lock down), with its FIFO group: a skipped
+    /// message still holds back the later messages of its group.
+    Done(Report, Option<String>),
+}
+
+impl Step {
+    fn group(&self) -> Option<&str> {
+        match self {
+            Step::Run(m, _) | Step::Delete(m) => m.group_id(),
+            Step::Done(_, group) => group.as_deref(),
+        }
+    }
 }
 
 impl Pipeline {
+    /// The lock key of a message: its idempotency key within this queue. An SNS publish
+    /// reaches every subscribed queue with one SNS message id; each queue's service must
+    /// handle it once, so one service's processed marker must not settle another's copy.
+    pub(super) fn lock_key(&self, message: &Message) -> String {
+        format!("{}:{}", self.queue.name, message.idempotency_key())
+    }
+
     /// Handles one received batch; each message's permit is released when it is settled.
     pub(crate) async fn process_batch(
         self: &Arc<Self>,
@@ -59,55 +77,95 @@ impl Pipeline {
         }
     }
 
+    /// Decodes and locks a batch; the steps keep the batch's order (FIFO relies on it).
     async fn prepare(&self, raws: Vec<RawMessage>) -> Vec<Step> {
-        let mut steps = Vec::with_capacity(raws.len());
-        let mut messages = Vec::with_capacity(raws.len());
-        for raw in raws {
-            let id = raw.id.clone();
-            match raw.decode(&self.config.decode) {
-                Ok(message) => messages.push(message),
-                Err(error) => {
+        let decoded: Vec<Result<Message, Box<Step>>> = raws
+            .into_iter()
+            .map(|raw| {
+                let id = raw.id.clone();
+                let group = raw.system.message_group_id.clone();
+                raw.decode(&self.config.decode).map_err(|error| {
                     tracing::error!(message_id = %id, %error, "corrupt message: not handled, not deleted");
                     self.metrics.corrupt();
-                    steps.push(Step::Done(Report::new(id, None, Outcome::Corrupt)));
-                }
-            }
-        }
+                    Box::new(Step::Done(Report::new(id, None, Outcome::Corrupt), group))
+                })
+            })
+            .collect();
         let Some(lock) = &self.lock else {
-            steps.extend(messages.into_iter().map(|m| Step::Run(m, None)));
-            return steps;
+            return decoded
+                .into_iter()
+                .map(|d| d.map_or_else(|step| *step, |m| Step::Run(m, None)))
+                .collect();
         };
-        let keys: Vec<&str> = messages.iter().map(Message::idempotency_key).collect();
-        let acquisitions = if keys.is_empty() {
+        let keys: Vec<String> = decoded.iter().flatten().map(|m| self.lock_key(m)).collect();
+        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut acquisitions = if key_refs.is_empty() {
             Vec::new()
         } else {
-            lock.acquire(&keys).await
+            lock.acquire(&key_refs).await
         };
-        for (message, acquisition) in messages.into_iter().zip(acquisitions) {
-            steps.push(match acquisition {
-                Ok(Acquisition::Acquired(lease)) => Step::Run(message, Some(lease)),
-                Ok(Acquisition::AlreadyProcessed) => Step::Delete(message),
-                Ok(Acquisition::Busy) => {
-                    tracing::debug!(message_id = message.id(), "locked by another consumer: skipped");
-                    self.metrics.busy();
-                    Step::Done(Report::new(message.id(), message.event(), Outcome::Busy))
-                }
-                Err(error) if self.policy.fail_open => {
-                    tracing::warn!(message_id = message.id(), %error, "lock unavailable: handling without it (fail-open)");
-                    Step::Run(message, None)
-                }
-                Err(error) => {
-                    tracing::warn!(message_id = message.id(), %error, "lock unavailable: not handled, left for redelivery");
-                    self.metrics.lock_unavailable();
-                    Step::Done(Report::new(
-                        message.id(),
-                        message.event(),
-                        Outcome::LockUnavailable,
-                    ))
-                }
+        if acquisitions.len() != keys.len() {
+            // A lock that answers for fewer keys than asked must not lose the rest.
+            tracing::error!(
+                asked = keys.len(),
+                answered = acquisitions.len(),
+                "the lock answered for the wrong number of keys: treating it as unavailable"
+            );
+            acquisitions.clear();
+            acquisitions.resize_with(keys.len(), || {
+                Err(crate::LockError::NoQuorum {
+                    answered: 0,
+                    total: 1,
+                    needed: 1,
+                })
             });
         }
-        steps
+        let mut acquisitions = acquisitions.into_iter();
+        decoded
+            .into_iter()
+            .map(|d| match d {
+                Err(step) => *step,
+                Ok(message) => {
+                    let acquisition = acquisitions.next().expect("one acquisition per message");
+                    self.settle_acquisition(message, acquisition)
+                }
+            })
+            .collect()
+    }
+
+    fn settle_acquisition(
+        &self,
+        message: Message,
+        acquisition: Result<Acquisition, crate::LockError>,
+    ) -> Step {
+        let group = message.group_id().map(str::to_owned);
+        match acquisition {
+            Ok(Acquisition::Acquired(lease)) => Step::Run(message, Some(lease)),
+            Ok(Acquisition::AlreadyProcessed) => Step::Delete(message),
+            Ok(Acquisition::Busy) => {
+                tracing::debug!(
+                    message_id = message.id(),
+                    "locked by another consumer: skipped"
+                );
+                self.metrics.busy();
+                Step::Done(
+                    Report::new(message.id(), message.event(), Outcome::Busy),
+                    group,
+                )
+            }
+            Err(error) if self.policy.fail_open => {
+                tracing::warn!(message_id = message.id(), %error, "lock unavailable: handling without it (fail-open)");
+                Step::Run(message, None)
+            }
+            Err(error) => {
+                tracing::warn!(message_id = message.id(), %error, "lock unavailable: not handled, left for redelivery");
+                self.metrics.lock_unavailable();
+                Step::Done(
+                    Report::new(message.id(), message.event(), Outcome::LockUnavailable),
+                    group,
+                )
+            }
+        }
     }
 
     async fn run_step(
@@ -122,7 +180,7 @@ impl Pipeline {
                 drop(permit);
                 self.delete_processed(message).await
             }
-            Step::Done(report) => {
+            Step::Done(report, _) => {
                 drop(permit);
                 report
             }
@@ -137,10 +195,7 @@ impl Pipeline {
     async fn run_fifo(self: &Arc<Self>, items: Vec<Item>, received_at: Instant) -> Vec<Report> {
         let mut groups: Vec<(Option<String>, Vec<Item>)> = Vec::new();
         for item in items {
-            let group = match &item.0 {
-                Step::Run(m, _) | Step::Delete(m) => m.group_id().map(str::to_owned),
-                Step::Done(_) => None,
-            };
+            let group = item.0.group().map(str::to_owned);
             match groups
                 .iter_mut()
                 .find(|(g, _)| group.is_some() && *g == group)
@@ -149,9 +204,13 @@ impl Pipeline {
                 None => groups.push((group, vec![item])),
             }
         }
+        // Waiting messages have no lease keeper yet: they must start (or go back) while both
+        // their visibility and their lock still hold.
+        let lock_ttl = self.lock.as_ref().map_or(Duration::MAX, |l| l.ttl());
         let hold_limit = self
             .queue
             .visibility_timeout
+            .min(lock_ttl)
             .mul_f64(self.config.heartbeat_fraction);
         let runs = groups.into_iter().map(|(_, members)| async move {
             let mut reports = Vec::with_capacity(members.len());
@@ -177,13 +236,14 @@ impl Pipeline {
         let (message, lease) = match step {
             Step::Run(message, lease) => (message, lease),
             Step::Delete(message) => (message, None),
-            Step::Done(report) => return report,
+            Step::Done(report, _) => return report,
         };
-        self.return_message(&message).await;
-        self.metrics.returned();
+        // Unlock first: a consumer that receives it right away must not find it busy.
         if let Some(lease) = lease {
             self.release(&lease).await;
         }
+        self.return_message(&message).await;
+        self.metrics.returned();
         Report::new(message.id(), message.event(), Outcome::Returned)
     }
 }

@@ -17,6 +17,9 @@ use crate::{Error, TransportError};
 const MAX_POLLERS: usize = 4;
 /// Longest a poller waits for a full batch of free handler slots before receiving fewer.
 const BATCH_FILL_WAIT: Duration = Duration::from_millis(20);
+/// An empty receive that came back sooner than this did not long-poll (wait time 0): pause
+/// before the next one instead of spinning.
+const SHORT_POLL: Duration = Duration::from_millis(500);
 /// First and largest pause after a failed receive.
 const RECEIVE_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const RECEIVE_BACKOFF_MAX: Duration = Duration::from_secs(20);
@@ -58,6 +61,7 @@ impl Pipeline {
                 return;
             };
             let wanted = permits.num_permits();
+            let asked_at = Instant::now();
             let received = tokio::select! {
                 biased;
                 () = self.stopping.cancelled() => return,
@@ -68,6 +72,13 @@ impl Pipeline {
                     backoff = RECEIVE_BACKOFF_MIN;
                     self.metrics.received(messages.len());
                     if messages.is_empty() {
+                        drop(permits);
+                        if asked_at.elapsed() < SHORT_POLL {
+                            tokio::select! {
+                                () = self.stopping.cancelled() => return,
+                                () = tokio::time::sleep(jitter(SHORT_POLL)) => {}
+                            }
+                        }
                         continue;
                     }
                     if messages.len() < wanted {

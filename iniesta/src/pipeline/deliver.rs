@@ -59,7 +59,15 @@ impl Pipeline {
             .await;
         // The handler slot is free once the handler returned: the delete that follows is
         // batched I/O, and holding the slot through it starves the pollers of full batches.
-        drop(permit);
+        // A settling slot is taken first, so slow deletes still push back on the pollers.
+        let _settling = match permit {
+            Some(permit) => {
+                let settling = Arc::clone(&self.settling).acquire_owned().await.ok();
+                drop(permit);
+                settling
+            }
+            None => None,
+        };
         match finish {
             Finish::Succeeded => {
                 self.metrics.handled();
@@ -70,6 +78,10 @@ impl Pipeline {
                 self.metrics.returned();
                 report.outcome = Outcome::Returned;
                 report.error = Some("cut off by the shutdown grace period".to_owned());
+                // Unlock first: whoever receives it next must not find it busy.
+                if let Some(lease) = lease.take() {
+                    self.release(&lease).await;
+                }
                 self.return_message(&message).await;
             }
             failure => {
@@ -138,9 +150,9 @@ impl Pipeline {
     /// Success: remember it, delete, and only then (in `deliver`) release the lock, so a
     /// duplicate delivery never finds the message unlocked and unmarked.
     async fn complete(&self, message: &Message, lease: Option<&Lease>) -> bool {
-        if let (Some(lock), true, Some(_)) = (&self.lock, self.policy.processed_marker, lease)
+        if let (Some(lock), true, Some(lease)) = (&self.lock, self.policy.processed_marker, lease)
             && let Err(error) = lock
-                .mark_processed(message.idempotency_key(), self.policy.processed_ttl)
+                .mark_processed(lease.key(), self.policy.processed_ttl)
                 .await
         {
             tracing::warn!(message_id = message.id(), %error, "could not set the processed marker");

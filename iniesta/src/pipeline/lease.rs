@@ -1,19 +1,23 @@
 //! The lease keeper: while a handler runs, keep both of its leases (the queue's visibility
-//! timeout and the idempotency lock) alive.
+//! timeout and the idempotency lock) alive, each on its own schedule, so a slow call on one
+//! never starves the other.
 
 use std::time::Duration;
 
+use futures_util::future::join;
 use tokio::time::Instant;
 
 use super::Pipeline;
 use crate::config::MAX_VISIBILITY;
 use crate::lock::Lease;
-use crate::{Context, Message};
+use crate::{Context, Message, TransportError};
 
 /// Below this visibility timeout there is no room to extend ahead of expiry.
 const MIN_HEARTBEAT_VISIBILITY: Duration = Duration::from_secs(2);
-/// After a failed extension, try again this soon rather than a whole beat later.
+/// After a failed visibility extension, try again this soon rather than a whole beat later.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// SQS counts its 12-hour cap from its own receive, a request's latency before ours.
+const MAX_VISIBILITY_MARGIN: Duration = Duration::from_secs(60);
 
 impl Pipeline {
     /// Runs beside the handler until it is dropped; never completes.
@@ -21,81 +25,108 @@ impl Pipeline {
         &self,
         message: &Message,
         ctx: &Context,
-        mut lease: Option<&mut Lease>,
+        lease: Option<&mut Lease>,
         received_at: Instant,
     ) -> std::convert::Infallible {
-        let fraction = self.config.heartbeat_fraction;
-        let visibility = self.queue.visibility_timeout;
-        let heartbeat = visibility >= MIN_HEARTBEAT_VISIBILITY;
-        // SQS counts the 12-hour cap from the first receive of this delivery.
-        let lease_limit = received_at + self.config.max_lease.min(MAX_VISIBILITY);
-        let mut next_visibility = received_at + visibility.mul_f64(fraction);
-        let mut next_lock = lease
-            .as_deref()
-            .map(|l| l.acquired_at() + l.validity().mul_f64(fraction));
-        loop {
-            let visibility_due = heartbeat
-                .then_some(next_visibility)
-                .filter(|at| *at < lease_limit);
-            let wake = match (visibility_due, next_lock) {
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => return std::future::pending().await,
-            };
-            tokio::time::sleep_until(wake).await;
-            let now = Instant::now();
-            if visibility_due.is_some_and(|at| at <= now) {
-                let timeout = visibility.min(lease_limit.saturating_duration_since(now));
-                match self
-                    .transport
-                    .set_visibility(message.receipt().clone(), timeout)
-                    .await
-                {
-                    Ok(()) => {
-                        tracing::debug!(message_id = message.id(), ?timeout, "visibility extended");
-                        next_visibility = now + timeout.mul_f64(fraction);
-                    }
-                    Err(error) => {
-                        tracing::warn!(message_id = message.id(), %error, "visibility extension failed");
-                        next_visibility = now + RETRY_AFTER_FAILURE;
-                    }
-                }
+        let lock = async {
+            if let Some(lease) = lease {
+                self.keep_lock(message, ctx, lease).await;
             }
-            if let (Some(at), Some(held)) = (next_lock, lease.as_deref_mut())
-                && at <= now
+        };
+        join(self.keep_visible(message, received_at), lock).await;
+        std::future::pending().await
+    }
+
+    /// Extends the message's visibility each time `heartbeat_fraction` of it has passed, up to
+    /// the configured maximum (and SQS's 12 hours). Returns when it stops extending.
+    async fn keep_visible(&self, message: &Message, received_at: Instant) {
+        let visibility = self.queue.visibility_timeout;
+        if visibility < MIN_HEARTBEAT_VISIBILITY {
+            return;
+        }
+        let fraction = self.config.heartbeat_fraction;
+        let cap = MAX_VISIBILITY.saturating_sub(MAX_VISIBILITY_MARGIN);
+        let limit = received_at + self.config.max_lease.min(cap);
+        // An extension shorter than a beat buys nothing and, rounded to SQS's whole seconds,
+        // can even be zero: stop instead.
+        let smallest = visibility.mul_f64(fraction).max(Duration::from_secs(1));
+        let mut next = received_at + visibility.mul_f64(fraction);
+        loop {
+            tokio::time::sleep_until(next).await;
+            let now = Instant::now();
+            let remaining = limit.saturating_duration_since(now);
+            if remaining < smallest {
+                tracing::warn!(
+                    message_id = message.id(),
+                    "maximum lease reached: the message becomes visible again while its handler runs"
+                );
+                return;
+            }
+            let timeout = visibility.min(remaining);
+            match self
+                .transport
+                .set_visibility(message.receipt().clone(), timeout)
+                .await
             {
-                next_lock = self.extend_lock(message, ctx, held).await;
+                Ok(()) => {
+                    tracing::debug!(message_id = message.id(), ?timeout, "visibility extended");
+                    next = now + timeout.mul_f64(fraction);
+                }
+                Err(TransportError::InvalidReceipt) => {
+                    tracing::warn!(
+                        message_id = message.id(),
+                        "receipt no longer valid (the message was received again): visibility not extended"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(message_id = message.id(), %error, "visibility extension failed; retrying");
+                    next = now + RETRY_AFTER_FAILURE;
+                }
             }
         }
     }
 
-    /// Extends the lock; the next extension time, or `None` once the lock is lost.
-    async fn extend_lock(
-        &self,
-        message: &Message,
-        ctx: &Context,
-        lease: &mut Lease,
-    ) -> Option<Instant> {
-        let lock = self.lock.as_ref()?;
+    /// Extends the lock each time `heartbeat_fraction` of its validity has passed. A failed
+    /// call is retried while the lease is still valid; the lock counts as lost only when a
+    /// server says so or the lease ran out. Returns once the lock is lost.
+    async fn keep_lock(&self, message: &Message, ctx: &Context, lease: &mut Lease) {
+        let Some(lock) = &self.lock else { return };
         let fraction = self.config.heartbeat_fraction;
-        match lock.extend(lease).await {
-            Ok(true) => Some(lease.acquired_at() + lease.validity().mul_f64(fraction)),
-            Ok(false) => {
-                tracing::warn!(
-                    message_id = message.id(),
-                    key = lease.key(),
-                    "lock lost while the handler runs"
-                );
-                self.metrics.lock_lost();
-                ctx.mark_lock_lost();
-                None
-            }
-            Err(error) => {
-                tracing::warn!(message_id = message.id(), key = lease.key(), %error, "lock extension failed: treating the lock as lost");
-                self.metrics.lock_lost();
-                ctx.mark_lock_lost();
-                None
+        loop {
+            tokio::time::sleep_until(lease.acquired_at() + lease.validity().mul_f64(fraction))
+                .await;
+            loop {
+                match lock.extend(lease).await {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        tracing::warn!(
+                            message_id = message.id(),
+                            key = lease.key(),
+                            "lock lost while the handler runs"
+                        );
+                        return self.lose_lock(ctx);
+                    }
+                    Err(error) => {
+                        let expires = lease.acquired_at() + lease.validity();
+                        let pause = lease
+                            .validity()
+                            .mul_f64(0.1)
+                            .clamp(Duration::from_millis(10), RETRY_AFTER_FAILURE);
+                        if Instant::now() + pause >= expires {
+                            tracing::warn!(message_id = message.id(), key = lease.key(), %error, "lock extension failed until the lease ran out: lock lost");
+                            return self.lose_lock(ctx);
+                        }
+                        tracing::warn!(message_id = message.id(), key = lease.key(), %error, "lock extension failed; retrying");
+                        tokio::time::sleep(pause).await;
+                    }
+                }
             }
         }
+    }
+
+    fn lose_lock(&self, ctx: &Context) {
+        self.metrics.lock_lost();
+        ctx.mark_lock_lost();
     }
 }

@@ -92,7 +92,13 @@ pub(crate) struct Pipeline {
     pub(crate) stopping: CancellationToken,
     /// The grace period is over: cancel running handlers and return their messages.
     pub(crate) hard_stop: CancellationToken,
+    /// Deliveries whose handler returned and whose delete (or return) is still under way.
+    /// Bounded, so slow deletes push back on the pollers instead of piling up.
+    pub(crate) settling: Arc<tokio::sync::Semaphore>,
 }
+
+/// Deliveries that may be settling (deleting, returning) per handler slot.
+pub(crate) const SETTLING_PER_SLOT: usize = 4;
 
 /// How long a cancelled handler may run on to clean up before its future is dropped.
 pub(crate) const CLEANUP_WINDOW: Duration = Duration::from_secs(1);

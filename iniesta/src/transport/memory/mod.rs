@@ -176,6 +176,7 @@ impl MemoryQueue {
             generation: 0,
             in_flight: false,
             sequence: 0,
+            redriven: false,
         };
         self.state().push(stored, message.delay, Instant::now());
         self.inner.arrivals.notify_waiters();
@@ -274,6 +275,7 @@ impl MemoryQueue {
         stored.in_flight = false;
         stored.generation = 0;
         stored.first_received_at = None;
+        stored.redriven = true;
         if !self.inner.info.fifo {
             stored.deduplication_id = None;
         }

@@ -27,6 +27,8 @@ pub(super) struct Stored {
     pub(super) generation: u64,
     pub(super) in_flight: bool,
     pub(super) sequence: u64,
+    /// Moved here by a redrive policy: not subject to deduplication again.
+    pub(super) redriven: bool,
 }
 
 impl Stored {
@@ -79,7 +81,11 @@ pub(super) const DEDUPLICATION_WINDOW: Duration = Duration::from_secs(5 * 60);
 impl QueueState {
     /// Stores a message; `false` when a FIFO deduplication id was seen in the last 5 minutes.
     pub(super) fn push(&mut self, mut stored: Stored, delay: Duration, now: Instant) -> bool {
-        if let Some(dedup) = &stored.deduplication_id {
+        if let Some(dedup) = stored
+            .deduplication_id
+            .as_ref()
+            .filter(|_| !stored.redriven)
+        {
             self.deduplication
                 .retain(|_, seen| now.duration_since(*seen) < DEDUPLICATION_WINDOW);
             if self.deduplication.contains_key(dedup) {

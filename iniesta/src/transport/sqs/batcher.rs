@@ -28,6 +28,9 @@ const REQUEST_RETRIES: u32 = 3;
 const ENTRY_RETRIES: u32 = 2;
 /// First backoff between attempts; doubles, plus up to 100 % jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
+/// Longest one batch request may take. The SDK sets no read timeout, and a half-open
+/// connection would otherwise hold every caller's delete, and shutdown's flush, forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Which batch operation a batcher sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,7 +272,15 @@ async fn send_with_retries(
 ) -> Result<HashMap<usize, EntryFailure>, TransportError> {
     let mut attempt = 0;
     loop {
-        match send_once(sender, entries).await {
+        let result = match tokio::time::timeout(REQUEST_TIMEOUT, send_once(sender, entries)).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Service {
+                operation: sender.kind.operation(),
+                retryable: true,
+                source: format!("no answer within {REQUEST_TIMEOUT:?}").into(),
+            }),
+        };
+        match result {
             Err(err) if err.is_retryable() && attempt < REQUEST_RETRIES => {
                 attempt += 1;
                 tracing::debug!(

@@ -45,6 +45,8 @@ const RETRYABLE_CODES: &[&str] = &[
     "ExpiredToken",
     "ExpiredTokenException",
     "RequestExpired",
+    // Too many messages in flight on the queue: clears as they are deleted.
+    "OverLimit",
 ];
 
 /// Codes of a receipt handle that no longer names an in-flight delivery.

@@ -188,9 +188,11 @@ impl SqsTransport {
     }
 }
 
-/// SQS's cap on a visibility timeout, in seconds.
+/// Whole seconds for SQS, rounded up (a 300 ms backoff must not become an immediate retry),
+/// capped at SQS's 12 hours.
 fn clamp_visibility(timeout: Duration) -> i32 {
-    timeout.as_secs().min(MAX_VISIBILITY_TIMEOUT.as_secs()) as i32
+    let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+    seconds.min(MAX_VISIBILITY_TIMEOUT.as_secs()) as i32
 }
 
 impl Transport for SqsTransport {
@@ -236,9 +238,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn visibility_is_clamped_to_twelve_hours() {
+    fn visibility_rounds_up_and_is_clamped_to_twelve_hours() {
         assert_eq!(clamp_visibility(Duration::ZERO), 0);
-        assert_eq!(clamp_visibility(Duration::from_millis(1500)), 1);
+        assert_eq!(
+            clamp_visibility(Duration::from_millis(300)),
+            1,
+            "a backoff never becomes 0"
+        );
+        assert_eq!(clamp_visibility(Duration::from_millis(1500)), 2);
+        assert_eq!(clamp_visibility(Duration::from_secs(7)), 7);
         assert_eq!(clamp_visibility(Duration::from_secs(50_000)), 43_200);
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use iniesta::config::{ConsumerConfig, LockConfig};
 use iniesta::lock::redlock::Redlock;
-use iniesta::transport::MemoryQueue;
+use iniesta::transport::{MemoryQueue, Transport};
 use iniesta::{App, IdempotencyKey, Message, MetricsSnapshot, OutgoingMessage, RunningApp};
 use support::redis::{RedisServer, lock_config, urls};
 use tokio::time::Instant;
@@ -166,8 +166,8 @@ async fn a_handled_message_whose_delete_failed_is_not_run_again() {
     assert_eq!(metrics.delete_failed, 1, "{metrics:?}");
     assert!(metrics.busy >= 1, "{metrics:?}");
     assert_eq!(metrics.already_processed, 1, "{metrics:?}");
-    // The marker is on every server, with a ttl.
-    let marker = format!("{}slow", config.done_prefix);
+    // The marker is on every server, with a ttl, under the queue's name.
+    let marker = format!("{}{}:slow", config.done_prefix, queue.queue_info().name);
     for server in &servers {
         let ttl: i64 = server.cli(&["PTTL", &marker]).parse().unwrap();
         assert!(ttl > 0, "marker ttl {ttl}");

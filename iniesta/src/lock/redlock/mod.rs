@@ -40,6 +40,10 @@
 //! | `{done_prefix}{key}` (`sqs:done:{key}`) | `1` | the processed-marker ttl |
 //! | `{key_prefix}fence:{key}` | the fencing counter | [`FENCE_TTL`] |
 //!
+//! The pipeline passes `{queue name}:{idempotency key}` as the key, so consumers of different
+//! queues that share these servers (one SNS publish fanned out to several services) never
+//! settle each other's copies.
+//!
 //! (An idempotency key that itself starts with `fence:` would share its lock key with another
 //! key's counter; SQS and SNS message ids are UUIDs.)
 //!

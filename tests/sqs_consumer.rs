@@ -68,6 +68,17 @@ impl Seen {
     fn len(&self) -> usize {
         self.0.lock().unwrap().len()
     }
+
+    /// A handler that records every message it gets.
+    fn recorder(
+        &self,
+    ) -> impl Fn(Message) -> std::future::Ready<()> + Clone + Send + Sync + 'static {
+        let seen = self.clone();
+        move |msg: Message| {
+            seen.push(msg);
+            std::future::ready(())
+        }
+    }
 }
 
 #[tokio::test]
@@ -76,20 +87,8 @@ async fn routes_by_attribute_and_deletes_handled_messages() {
     let users = Seen::default();
     let orders = Seen::default();
     let running = app(queue.transport().await)
-        .handler("UserUpdated.user", {
-            let users = users.clone();
-            move |msg: Message| {
-                let users = users.clone();
-                async move { users.push(msg) }
-            }
-        })
-        .handler("OrderCreated.*", {
-            let orders = orders.clone();
-            move |msg: Message| {
-                let orders = orders.clone();
-                async move { orders.push(msg) }
-            }
-        })
+        .handler("UserUpdated.user", users.recorder())
+        .handler("OrderCreated.*", orders.recorder())
         .build()
         .unwrap()
         .spawn();
@@ -115,13 +114,7 @@ async fn fallback_takes_unrouted_keys_and_messages_without_one() {
     let fallback = Seen::default();
     let running = app(queue.transport().await)
         .handler("Known.key", |_: Message| async {})
-        .fallback({
-            let fallback = fallback.clone();
-            move |msg: Message| {
-                let fallback = fallback.clone();
-                async move { fallback.push(msg) }
-            }
-        })
+        .fallback(fallback.recorder())
         .build()
         .unwrap()
         .spawn();
@@ -163,13 +156,7 @@ async fn sns_raw_delivery_routes_by_the_published_attribute() {
     topic.subscribe(&queue, true).await;
     let seen = Seen::default();
     let running = app(queue.transport().await)
-        .handler("UserUpdated.user", {
-            let seen = seen.clone();
-            move |msg: Message| {
-                let seen = seen.clone();
-                async move { seen.push(msg) }
-            }
-        })
+        .handler("UserUpdated.user", seen.recorder())
         .build()
         .unwrap()
         .spawn();
@@ -192,13 +179,7 @@ async fn sns_envelope_is_unwrapped_and_routed() {
     topic.subscribe(&queue, false).await;
     let seen = Seen::default();
     let running = app(queue.transport().await)
-        .handler("UserUpdated.user", {
-            let seen = seen.clone();
-            move |msg: Message| {
-                let seen = seen.clone();
-                async move { seen.push(msg) }
-            }
-        })
+        .handler("UserUpdated.user", seen.recorder())
         .build()
         .unwrap()
         .spawn();

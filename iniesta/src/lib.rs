@@ -235,5 +235,21 @@ pub use iniesta_macros::handler;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// An instance shared across threads must be `Sync`:
+///
+/// ```compile_fail
+/// // error: `Cell<u64>` cannot be shared between threads safely
+/// struct Counter { seen: std::cell::Cell<u64> }
+///
+/// #[iniesta::handlers]
+/// impl Counter {
+///     #[iniesta::handler("UserUpdated.user")]
+///     async fn user_updated(&self) {
+///         self.seen.set(self.seen.get() + 1);
+///     }
+/// }
+/// # fn main() {}
+/// ```
 #[doc(inline)]
 pub use iniesta_macros::handlers;

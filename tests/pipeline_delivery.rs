@@ -492,3 +492,59 @@ async fn a_zero_wait_time_does_not_spin() {
     assert_eq!(running.metrics().handled, 1);
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn slow_deletes_push_back_on_receiving() {
+    use iniesta::transport::{QueueInfo, Transport};
+    use iniesta::{RawMessage, Receipt, TransportError};
+
+    /// A queue whose deletes take a minute (a throttled or lagging endpoint).
+    struct SlowDeletes(MemoryQueue);
+    impl Transport for SlowDeletes {
+        fn receive(
+            &self,
+            max: usize,
+        ) -> iniesta::BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
+            self.0.receive(max)
+        }
+        fn ack(&self, receipt: Receipt) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+            Box::pin(async move {
+                tokio::time::sleep(secs(60)).await;
+                self.0.ack(receipt).await
+            })
+        }
+        fn set_visibility(
+            &self,
+            receipt: Receipt,
+            timeout: Duration,
+        ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+            self.0.set_visibility(receipt, timeout)
+        }
+        fn queue_info(&self) -> QueueInfo {
+            self.0.queue_info()
+        }
+    }
+
+    let queue = MemoryQueue::builder()
+        .visibility_timeout(secs(300))
+        .wait_time(secs(1))
+        .build();
+    for _ in 0..100 {
+        queue.send(OutgoingMessage::new("A"));
+    }
+    let app = builder()
+        .transport(SlowDeletes(queue.clone()))
+        .concurrency(2)
+        .handler("A", |_: Message| async {})
+        .build()
+        .unwrap();
+    let running = app.spawn();
+    tokio::time::sleep(secs(30)).await;
+    // Two handler slots allow eight deliveries in flight; a poller may add one batch (two).
+    let held = queue.in_flight_len();
+    assert!(
+        (8..=10).contains(&held),
+        "{held} messages held while deletes lag"
+    );
+    running.shutdown_token().cancel();
+}

@@ -147,6 +147,10 @@ impl Metrics {
             .fetch_add(deliveries as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.0.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn delivery_settled(&self) {
         self.in_flight.0.fetch_sub(1, Ordering::Relaxed);
     }

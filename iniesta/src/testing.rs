@@ -109,7 +109,7 @@ impl TestClient {
         self.process_all()
             .await
             .into_iter()
-            .find(|r| r.message_id == id)
+            .find(|r| *r.message_id == *id)
             .unwrap_or_else(|| panic!("message {id} was not delivered (delayed or deduplicated?)"))
     }
 

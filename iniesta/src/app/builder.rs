@@ -12,7 +12,7 @@ use crate::error::{ConfigError, Location, RegistryError};
 use crate::handler::{BoxedHandler, Handler};
 use crate::lock::{IdempotencyLock, MemoryLock};
 use crate::metrics::Metrics;
-use crate::pipeline::{LockPolicy, Pipeline, SETTLING_PER_SLOT};
+use crate::pipeline::{LockPolicy, Pipeline};
 use crate::router::{RouteEntry, Router};
 use crate::transport::Transport;
 use crate::{Result, States};
@@ -250,7 +250,6 @@ impl AppBuilder {
             processed_marker: self.lock_config.processed_marker,
             processed_ttl: self.lock_config.processed_ttl.unwrap_or(queue.retention),
         };
-        let settling = self.consumer.concurrency.saturating_mul(SETTLING_PER_SLOT);
         for line in router.describe() {
             tracing::debug!(route = %line, "route");
         }
@@ -265,7 +264,6 @@ impl AppBuilder {
             metrics: Arc::new(Metrics::new()),
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
-            settling: Arc::new(tokio::sync::Semaphore::new(settling)),
         })
     }
 }

@@ -156,7 +156,7 @@ impl RawMessage {
         .or_else(|| sns.as_ref().map(|s: &SnsNotification| s.message_id.clone()));
         Ok(Message {
             inner: Arc::new(Inner {
-                id,
+                id: Arc::from(id),
                 receipt,
                 body,
                 event,
@@ -170,9 +170,13 @@ impl RawMessage {
     }
 }
 
-fn event_key(id: &str, attributes: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+fn event_key(
+    id: &str,
+    attributes: &HashMap<String, AttributeValue>,
+    name: &str,
+) -> Option<Arc<str>> {
     match attributes.get(name)? {
-        AttributeValue::String(key) if !key.is_empty() => Some(key.clone()),
+        AttributeValue::String(key) if !key.is_empty() => Some(Arc::from(key.as_str())),
         AttributeValue::String(_) => {
             tracing::warn!(
                 message_id = id,

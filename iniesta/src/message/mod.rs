@@ -44,10 +44,11 @@ pub struct Message {
 }
 
 struct Inner {
-    id: String,
+    // Shared, so reports and logs name a message without copying.
+    id: Arc<str>,
     receipt: Receipt,
     body: Bytes,
-    event: Option<String>,
+    event: Option<Arc<str>>,
     /// `None`: the message id.
     idempotency_key: Option<String>,
     attributes: HashMap<String, AttributeValue>,
@@ -65,6 +66,14 @@ impl Message {
     /// The event key read from the event attribute (`iniesta_pass` by default), if any.
     pub fn event(&self) -> Option<&str> {
         self.inner.event.as_deref()
+    }
+
+    pub(crate) fn shared_id(&self) -> &Arc<str> {
+        &self.inner.id
+    }
+
+    pub(crate) fn shared_event(&self) -> Option<&Arc<str>> {
+        self.inner.event.as_ref()
     }
 
     /// The body bytes (for an SNS notification, the published message).

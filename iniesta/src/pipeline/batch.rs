@@ -87,7 +87,7 @@ impl Pipeline {
                 raw.decode(&self.config.decode).map_err(|error| {
                     tracing::error!(message_id = %id, %error, "corrupt message: not handled, not deleted");
                     self.metrics.corrupt();
-                    Box::new(Step::Done(Report::new(id, None, Outcome::Corrupt), group))
+                    Box::new(Step::Done(Report::undecoded(&id, Outcome::Corrupt), group))
                 })
             })
             .collect();
@@ -148,10 +148,7 @@ impl Pipeline {
                     "locked by another consumer: skipped"
                 );
                 self.metrics.busy();
-                Step::Done(
-                    Report::new(message.id(), message.event(), Outcome::Busy),
-                    group,
-                )
+                Step::Done(Report::of(&message, Outcome::Busy), group)
             }
             Err(error) if self.policy.fail_open => {
                 tracing::warn!(message_id = message.id(), %error, "lock unavailable: handling without it (fail-open)");
@@ -160,10 +157,7 @@ impl Pipeline {
             Err(error) => {
                 tracing::warn!(message_id = message.id(), %error, "lock unavailable: not handled, left for redelivery");
                 self.metrics.lock_unavailable();
-                Step::Done(
-                    Report::new(message.id(), message.event(), Outcome::LockUnavailable),
-                    group,
-                )
+                Step::Done(Report::of(&message, Outcome::LockUnavailable), group)
             }
         }
     }
@@ -244,6 +238,6 @@ impl Pipeline {
         }
         self.return_message(&message).await;
         self.metrics.returned();
-        Report::new(message.id(), message.event(), Outcome::Returned)
+        Report::of(&message, Outcome::Returned)
     }
 }

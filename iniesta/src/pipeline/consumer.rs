@@ -9,7 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use super::{CLEANUP_WINDOW, Pipeline};
+use super::{CLEANUP_WINDOW, IN_FLIGHT_PER_SLOT, Pipeline};
 use crate::{Error, TransportError};
 
 /// Long polls in flight at most: enough to keep handlers fed, few enough not to hold
@@ -20,6 +20,8 @@ const BATCH_FILL_WAIT: Duration = Duration::from_millis(20);
 /// An empty receive that came back sooner than this did not long-poll (wait time 0): pause
 /// before the next one instead of spinning.
 const SHORT_POLL: Duration = Duration::from_millis(500);
+/// How often a poller held back by too many settling deliveries looks again.
+const SETTLING_RECHECK: Duration = Duration::from_millis(5);
 /// First and largest pause after a failed receive.
 const RECEIVE_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const RECEIVE_BACKOFF_MAX: Duration = Duration::from_secs(20);
@@ -56,7 +58,16 @@ impl Pipeline {
         fatal: &Mutex<Option<TransportError>>,
     ) {
         let mut backoff = RECEIVE_BACKOFF_MIN;
+        let in_flight_cap = (self.config.concurrency * IN_FLIGHT_PER_SLOT) as u64;
         loop {
+            // Handler slots are freed before the delete; deletes that lag (throttling, a slow
+            // endpoint) would otherwise let received messages pile up without bound.
+            while self.metrics.in_flight() >= in_flight_cap {
+                tokio::select! {
+                    () = self.stopping.cancelled() => return,
+                    () = tokio::time::sleep(SETTLING_RECHECK) => {}
+                }
+            }
             let Some(mut permits) = self.take_permits(semaphore).await else {
                 return;
             };

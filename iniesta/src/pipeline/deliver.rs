@@ -33,7 +33,7 @@ impl Pipeline {
         received_at: Instant,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Report {
-        let mut report = Report::new(message.id(), message.event(), Outcome::Failed);
+        let mut report = Report::of(&message, Outcome::Failed);
         let Some(route) = self.router.route(message.event()) else {
             tracing::warn!(
                 message_id = message.id(),
@@ -47,7 +47,7 @@ impl Pipeline {
             report.outcome = Outcome::NoHandler;
             return report;
         };
-        report.handler = Some(route.location.name.clone());
+        report.handler = Some(Arc::clone(&route.name));
         let ctx = Context::new(
             Arc::clone(&route.name),
             message.receive_count(),
@@ -59,15 +59,8 @@ impl Pipeline {
             .await;
         // The handler slot is free once the handler returned: the delete that follows is
         // batched I/O, and holding the slot through it starves the pollers of full batches.
-        // A settling slot is taken first, so slow deletes still push back on the pollers.
-        let _settling = match permit {
-            Some(permit) => {
-                let settling = Arc::clone(&self.settling).acquire_owned().await.ok();
-                drop(permit);
-                settling
-            }
-            None => None,
-        };
+        // Settling deliveries are still bounded: pollers wait while too many are in flight.
+        drop(permit);
         match finish {
             Finish::Succeeded => {
                 self.metrics.handled();
@@ -126,7 +119,12 @@ impl Pipeline {
                 .await
         };
         let mut handler = pin!(AssertUnwindSafe(call).catch_unwind());
-        let keeper = pin!(self.keep_leases(message, ctx, lease, received_at));
+        // A handler that finishes without waiting needs no lease keeper, timers or
+        // cancellation; the rest get them, the keeper boxed to keep this future small.
+        if let Some(result) = handler.as_mut().now_or_never() {
+            return finish(result);
+        }
+        let keeper = Box::pin(self.keep_leases(message, ctx, lease, received_at));
         let deadline = self.config.handler_timeout.map(|t| Instant::now() + t);
         let timeout = async {
             match deadline {
@@ -167,7 +165,7 @@ impl Pipeline {
             "already processed: deleted without handling"
         );
         self.metrics.already_processed();
-        let mut report = Report::new(message.id(), message.event(), Outcome::AlreadyProcessed);
+        let mut report = Report::of(&message, Outcome::AlreadyProcessed);
         report.acked = self.ack(&message).await;
         report
     }

@@ -44,11 +44,11 @@ pub enum Outcome {
 #[non_exhaustive]
 pub struct Report {
     /// The queue's message id.
-    pub message_id: String,
+    pub message_id: Arc<str>,
     /// The event key, when the message had one.
-    pub event: Option<String>,
+    pub event: Option<Arc<str>>,
     /// The handler that ran (`module::function` or `Type::method`).
-    pub handler: Option<String>,
+    pub handler: Option<Arc<str>>,
     /// What happened.
     pub outcome: Outcome,
     /// Whether the message was deleted from the queue.
@@ -58,10 +58,23 @@ pub struct Report {
 }
 
 impl Report {
-    fn new(message_id: impl Into<String>, event: Option<&str>, outcome: Outcome) -> Self {
+    /// A report on a decoded message: naming it costs two reference counts, no copies.
+    fn of(message: &crate::Message, outcome: Outcome) -> Self {
         Report {
-            message_id: message_id.into(),
-            event: event.map(str::to_owned),
+            message_id: Arc::clone(message.shared_id()),
+            event: message.shared_event().cloned(),
+            handler: None,
+            outcome,
+            acked: false,
+            error: None,
+        }
+    }
+
+    /// A report on a delivery that could not be decoded.
+    fn undecoded(message_id: &str, outcome: Outcome) -> Self {
+        Report {
+            message_id: Arc::from(message_id),
+            event: None,
             handler: None,
             outcome,
             acked: false,
@@ -92,13 +105,11 @@ pub(crate) struct Pipeline {
     pub(crate) stopping: CancellationToken,
     /// The grace period is over: cancel running handlers and return their messages.
     pub(crate) hard_stop: CancellationToken,
-    /// Deliveries whose handler returned and whose delete (or return) is still under way.
-    /// Bounded, so slow deletes push back on the pollers instead of piling up.
-    pub(crate) settling: Arc<tokio::sync::Semaphore>,
 }
 
-/// Deliveries that may be settling (deleting, returning) per handler slot.
-pub(crate) const SETTLING_PER_SLOT: usize = 4;
+/// Deliveries in flight (running, or settling: deleting, returning) per handler slot, at most.
+/// Beyond it pollers stop receiving, so slow deletes push back instead of piling up.
+pub(crate) const IN_FLIGHT_PER_SLOT: usize = 4;
 
 /// How long a cancelled handler may run on to clean up before its future is dropped.
 pub(crate) const CLEANUP_WINDOW: Duration = Duration::from_secs(1);

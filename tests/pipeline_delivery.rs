@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iniesta::testing::TestClient;
-use iniesta::transport::MemoryQueue;
-use iniesta::{App, AppBuilder, BoxError, Context, Message, Outcome, OutgoingMessage};
+use iniesta::transport::{MemoryQueue, QueueInfo, Transport};
+use iniesta::{
+    App, AppBuilder, BoxError, Context, Message, Outcome, OutgoingMessage, RawMessage, Receipt,
+    TransportError,
+};
 
 fn builder() -> AppBuilder {
     App::builder().registered_handlers(false)
@@ -15,6 +18,49 @@ fn builder() -> AppBuilder {
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
+}
+
+/// A `MemoryQueue` with faults: bodies tampered with in transit, deletes that lag.
+struct Faulty {
+    queue: MemoryQueue,
+    tamper_bodies: bool,
+    delete_delay: Duration,
+}
+
+impl Transport for Faulty {
+    fn receive(
+        &self,
+        max: usize,
+    ) -> iniesta::BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
+        Box::pin(async move {
+            let mut got = self.queue.receive(max).await?;
+            if self.tamper_bodies {
+                for m in &mut got {
+                    m.body = "tampered".into();
+                }
+            }
+            Ok(got)
+        })
+    }
+
+    fn ack(&self, receipt: Receipt) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delete_delay).await;
+            self.queue.ack(receipt).await
+        })
+    }
+
+    fn set_visibility(
+        &self,
+        receipt: Receipt,
+        timeout: Duration,
+    ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        self.queue.set_visibility(receipt, timeout)
+    }
+
+    fn queue_info(&self) -> QueueInfo {
+        self.queue.queue_info()
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -138,7 +184,6 @@ async fn a_duplicate_delivery_runs_the_handler_once() {
 
 #[tokio::test(start_paused = true)]
 async fn the_processed_marker_deletes_a_redelivered_handled_message() {
-    use iniesta::transport::Transport;
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&runs);
     let client = TestClient::new(builder().handler("A", move |_: Message| {
@@ -314,43 +359,14 @@ async fn receives_never_outrun_the_handlers() {
 
 #[tokio::test(start_paused = true)]
 async fn a_corrupt_body_is_not_handled_and_not_deleted() {
-    use iniesta::transport::{QueueInfo, Transport};
-    use iniesta::{RawMessage, Receipt, TransportError};
-
-    /// A queue that corrupts bodies in transit.
-    struct Corrupting(MemoryQueue);
-    impl Transport for Corrupting {
-        fn receive(
-            &self,
-            max: usize,
-        ) -> iniesta::BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
-            Box::pin(async move {
-                let mut got = self.0.receive(max).await?;
-                for m in &mut got {
-                    m.body = "tampered".into();
-                }
-                Ok(got)
-            })
-        }
-        fn ack(&self, receipt: Receipt) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
-            self.0.ack(receipt)
-        }
-        fn set_visibility(
-            &self,
-            receipt: Receipt,
-            timeout: Duration,
-        ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
-            self.0.set_visibility(receipt, timeout)
-        }
-        fn queue_info(&self) -> QueueInfo {
-            self.0.queue_info()
-        }
-    }
-
     let queue = MemoryQueue::builder().wait_time(secs(1)).build();
     queue.send(OutgoingMessage::new("A").body("original"));
     let app = builder()
-        .transport(Corrupting(queue.clone()))
+        .transport(Faulty {
+            queue: queue.clone(),
+            tamper_bodies: true,
+            delete_delay: Duration::ZERO,
+        })
         .handler("A", |_: Message| async {})
         .build()
         .unwrap();
@@ -406,7 +422,6 @@ async fn one_sns_publish_is_handled_once_by_each_subscribed_queue() {
 #[tokio::test(start_paused = true)]
 async fn a_skipped_first_message_holds_back_its_fifo_group() {
     use iniesta::lock::IdempotencyLock;
-    use iniesta::transport::Transport;
     let ran = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&ran);
     let client = TestClient::with_queue(
@@ -495,36 +510,6 @@ async fn a_zero_wait_time_does_not_spin() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_deletes_push_back_on_receiving() {
-    use iniesta::transport::{QueueInfo, Transport};
-    use iniesta::{RawMessage, Receipt, TransportError};
-
-    /// A queue whose deletes take a minute (a throttled or lagging endpoint).
-    struct SlowDeletes(MemoryQueue);
-    impl Transport for SlowDeletes {
-        fn receive(
-            &self,
-            max: usize,
-        ) -> iniesta::BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
-            self.0.receive(max)
-        }
-        fn ack(&self, receipt: Receipt) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
-            Box::pin(async move {
-                tokio::time::sleep(secs(60)).await;
-                self.0.ack(receipt).await
-            })
-        }
-        fn set_visibility(
-            &self,
-            receipt: Receipt,
-            timeout: Duration,
-        ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
-            self.0.set_visibility(receipt, timeout)
-        }
-        fn queue_info(&self) -> QueueInfo {
-            self.0.queue_info()
-        }
-    }
-
     let queue = MemoryQueue::builder()
         .visibility_timeout(secs(300))
         .wait_time(secs(1))
@@ -533,7 +518,12 @@ async fn slow_deletes_push_back_on_receiving() {
         queue.send(OutgoingMessage::new("A"));
     }
     let app = builder()
-        .transport(SlowDeletes(queue.clone()))
+        // Deletes take a minute: a throttled or lagging endpoint.
+        .transport(Faulty {
+            queue: queue.clone(),
+            tamper_bodies: false,
+            delete_delay: secs(60),
+        })
         .concurrency(2)
         .handler("A", |_: Message| async {})
         .build()

@@ -9,62 +9,25 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use iniesta::transport::MemoryQueue;
-use iniesta::{App, Message, OutgoingMessage};
-use tokio::sync::Notify;
 
-const MESSAGES: usize = 20_000;
+#[path = "support/drain.rs"]
+mod support;
 
-fn drain(runtime: &tokio::runtime::Runtime, lock: bool, concurrency: usize) -> Duration {
-    runtime.block_on(async {
-        let queue = MemoryQueue::builder()
-            .wait_time(Duration::from_millis(50))
-            .build();
-        for i in 0..MESSAGES {
-            let key = if i % 2 == 0 {
-                "UserUpdated.user"
-            } else {
-                "Order.created"
-            };
-            queue.send(OutgoingMessage::new(key).body(r#"{"id":1}"#));
-        }
-        let handled = Arc::new(AtomicUsize::new(0));
-        let done = Arc::new(Notify::new());
-        let handler = {
-            let handled = Arc::clone(&handled);
-            let done = Arc::clone(&done);
-            move |_: Message| {
-                if handled.fetch_add(1, Ordering::Relaxed) + 1 == MESSAGES {
-                    done.notify_one();
-                }
-                std::future::ready(())
-            }
-        };
-        let builder = App::builder()
-            .registered_handlers(false)
-            .transport(queue.clone())
-            .concurrency(concurrency)
-            .handler("UserUpdated.user", handler.clone())
-            .handler("Order.*", handler);
-        let builder = if lock {
+use support::{MESSAGES, drain};
+
+fn run(runtime: &tokio::runtime::Runtime, lock: bool, concurrency: usize) -> Duration {
+    let (elapsed, _) = runtime.block_on(drain(|builder| {
+        let builder = builder.concurrency(concurrency);
+        if lock {
             builder
         } else {
             builder.without_lock()
-        };
-        let app = builder.build().expect("valid app");
-        let start = Instant::now();
-        let running = app.spawn();
-        done.notified().await;
-        let elapsed = start.elapsed();
-        running.shutdown().await.expect("clean shutdown");
-        assert!(queue.is_empty());
-        elapsed
-    })
+        }
+    }));
+    elapsed
 }
 
 fn pipeline(c: &mut Criterion) {
@@ -82,7 +45,7 @@ fn pipeline(c: &mut Criterion) {
         ("memory_lock_concurrency_32", true, 32),
     ] {
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| drain(&runtime, lock, concurrency)).sum())
+            b.iter_custom(|iters| (0..iters).map(|_| run(&runtime, lock, concurrency)).sum())
         });
     }
     group.finish();

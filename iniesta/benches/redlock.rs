@@ -14,18 +14,16 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use iniesta::config::LockConfig;
 use iniesta::lock::redlock::Redlock;
-use iniesta::transport::MemoryQueue;
-use iniesta::{App, Message, OutgoingMessage};
-use tokio::sync::Notify;
 
-const MESSAGES: usize = 20_000;
+#[path = "support/drain.rs"]
+mod support;
+
+use support::MESSAGES;
 
 /// A `redis-server` child on a free loopback port, killed on drop.
 struct Server {
@@ -94,42 +92,15 @@ fn drain(
         config.fencing = fencing;
         config.processed_marker = marker;
         let lock = Redlock::connect(&config).await.expect("redlock");
-        let queue = MemoryQueue::builder()
-            .wait_time(Duration::from_millis(50))
-            .build();
-        for _ in 0..MESSAGES {
-            queue.send(OutgoingMessage::new("Order.created").body(r#"{"id":1}"#));
-        }
-        let handled = Arc::new(AtomicUsize::new(0));
-        let done = Arc::new(Notify::new());
-        let handler = {
-            let handled = Arc::clone(&handled);
-            let done = Arc::clone(&done);
-            move |_: Message| {
-                if handled.fetch_add(1, Ordering::Relaxed) + 1 == MESSAGES {
-                    done.notify_one();
-                }
-                std::future::ready(())
-            }
-        };
-        let app = App::builder()
-            .registered_handlers(false)
-            .transport(queue.clone())
-            .lock(lock)
-            .lock_config(config)
-            .concurrency(concurrency)
-            .handler("Order.created", handler)
-            .build()
-            .expect("valid app");
-        let start = Instant::now();
-        let running = app.spawn();
-        done.notified().await;
-        let elapsed = start.elapsed();
-        let metrics = running.metrics();
-        running.shutdown().await.expect("clean shutdown");
+        let (elapsed, metrics) = support::drain(|builder| {
+            builder
+                .lock(lock)
+                .lock_config(config)
+                .concurrency(concurrency)
+        })
+        .await;
         // Every message went through the lock: none skipped or left.
         assert_eq!(metrics.busy + metrics.lock_unavailable, 0, "{metrics:?}");
-        assert!(queue.is_empty(), "{metrics:?}");
         elapsed
     })
 }

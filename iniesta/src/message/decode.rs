@@ -106,6 +106,12 @@ impl RawMessage {
     ///
     /// [`DecodeError::Md5Mismatch`] when the body was corrupted.
     pub fn decode(self, options: &DecodeOptions) -> Result<Message, DecodeError> {
+        self.verify(options)?;
+        Ok(self.into_message(options))
+    }
+
+    /// The integrity check alone: the body against `MD5OfBody`, when enabled and reported.
+    pub(crate) fn verify(&self, options: &DecodeOptions) -> Result<(), DecodeError> {
         if options.verify_md5
             && let Some(expected) = &self.md5_of_body
         {
@@ -117,6 +123,11 @@ impl RawMessage {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Decodes without the integrity check (done by [`verify`](Self::verify)).
+    pub(crate) fn into_message(self, options: &DecodeOptions) -> Message {
         let RawMessage {
             id,
             receipt,
@@ -154,7 +165,7 @@ impl RawMessage {
         }
         // `None` stands for the SQS message id itself, saving a copy per message.
         .or_else(|| sns.as_ref().map(|s: &SnsNotification| s.message_id.clone()));
-        Ok(Message {
+        Message {
             inner: Arc::new(Inner {
                 id: Arc::from(id),
                 receipt,
@@ -166,7 +177,7 @@ impl RawMessage {
                 sns,
                 raw,
             }),
-        })
+        }
     }
 }
 

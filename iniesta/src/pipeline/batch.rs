@@ -81,14 +81,14 @@ impl Pipeline {
     async fn prepare(&self, raws: Vec<RawMessage>) -> Vec<Step> {
         let decoded: Vec<Result<Message, Box<Step>>> = raws
             .into_iter()
-            .map(|raw| {
-                let id = raw.id.clone();
-                let group = raw.system.message_group_id.clone();
-                raw.decode(&self.config.decode).map_err(|error| {
-                    tracing::error!(message_id = %id, %error, "corrupt message: not handled, not deleted");
+            .map(|raw| match raw.verify(&self.config.decode) {
+                Ok(()) => Ok(raw.into_message(&self.config.decode)),
+                Err(error) => {
+                    tracing::error!(message_id = %raw.id, %error, "corrupt message: not handled, not deleted");
                     self.metrics.corrupt();
-                    Box::new(Step::Done(Report::undecoded(&id, Outcome::Corrupt), group))
-                })
+                    let report = Report::undecoded(&raw.id, Outcome::Corrupt);
+                    Err(Box::new(Step::Done(report, raw.system.message_group_id)))
+                }
             })
             .collect();
         let Some(lock) = &self.lock else {

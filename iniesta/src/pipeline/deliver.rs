@@ -77,29 +77,30 @@ impl Pipeline {
                 }
                 self.return_message(&message).await;
             }
-            failure => {
-                let error = match failure {
-                    Finish::Failed(error) => error,
-                    Finish::Panicked(error) => {
-                        self.metrics.panicked();
-                        format!("handler panicked: {error}")
-                    }
-                    Finish::TimedOut(after) => {
-                        self.metrics.timed_out();
-                        format!("handler timed out after {after:?}")
-                    }
-                    Finish::Succeeded | Finish::Stopped => unreachable!("matched above"),
-                };
-                self.metrics.failed();
-                self.log_failure(&message, &ctx, &error);
-                self.back_off(&message).await;
-                report.error = Some(error);
+            Finish::Failed(error) => self.fail(&message, &ctx, error, &mut report).await,
+            Finish::Panicked(panic) => {
+                self.metrics.panicked();
+                let error = format!("handler panicked: {panic}");
+                self.fail(&message, &ctx, error, &mut report).await;
+            }
+            Finish::TimedOut(after) => {
+                self.metrics.timed_out();
+                let error = format!("handler timed out after {after:?}");
+                self.fail(&message, &ctx, error, &mut report).await;
             }
         }
         if let Some(lease) = &lease {
             self.release(lease).await;
         }
         report
+    }
+
+    /// A failed run: counted, logged, backed off; the message stays in the queue.
+    async fn fail(&self, message: &Message, ctx: &Context, error: String, report: &mut Report) {
+        self.metrics.failed();
+        self.log_failure(message, ctx, &error);
+        self.back_off(message).await;
+        report.error = Some(error);
     }
 
     async fn run_handler(

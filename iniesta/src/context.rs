@@ -42,6 +42,7 @@ struct Inner {
     cancelled: AtomicBool,
     cancel: Notify,
     lock_lost: AtomicBool,
+    lost: Notify,
 }
 
 impl Context {
@@ -60,6 +61,7 @@ impl Context {
                 cancelled: AtomicBool::new(false),
                 cancel: Notify::const_new(),
                 lock_lost: AtomicBool::new(false),
+                lost: Notify::const_new(),
             }),
         }
     }
@@ -69,7 +71,8 @@ impl Context {
         self.inner.attempt
     }
 
-    /// The queue's `maxReceiveCount`, when it has a redrive policy.
+    /// Deliveries after which the broker dead-letters the message (SQS `maxReceiveCount`),
+    /// when it does.
     pub fn max_attempts(&self) -> Option<u32> {
         self.inner.max_receive_count
     }
@@ -97,8 +100,17 @@ impl Context {
     /// Whether the idempotency lock was lost while the handler ran (an extension failed).
     ///
     /// Another consumer may now handle the same message; a careful handler stops writing.
-    pub fn lock_lost(&self) -> bool {
+    pub fn is_lock_lost(&self) -> bool {
         self.inner.lock_lost.load(Ordering::Acquire)
+    }
+
+    /// Completes as soon as the idempotency lock is lost while the handler runs.
+    ///
+    /// By default ([`OnLockLost::Cancel`](crate::lock::OnLockLost)) the delivery is then
+    /// cancelled like a timeout ([`cancelled`](Self::cancelled) completes too) and the message
+    /// returned; with [`OnLockLost::RunOn`](crate::lock::OnLockLost) the handler decides.
+    pub async fn lock_lost(&self) {
+        wait_for(&self.inner.lost, &self.inner.lock_lost).await;
     }
 
     /// Whether the runtime asked the handler to stop (timeout or shutdown).
@@ -110,16 +122,7 @@ impl Context {
     /// about a second later: use this to clean up first. Hand a clone of the `Context` to
     /// spawned work that should stop too.
     pub async fn cancelled(&self) {
-        loop {
-            let notified = self.inner.cancel.notified();
-            let mut notified = std::pin::pin!(notified);
-            // Registered before the flag is checked, so a cancel in between is not missed.
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
+        wait_for(&self.inner.cancel, &self.inner.cancelled).await;
     }
 
     pub(crate) fn cancel(&self) {
@@ -129,6 +132,21 @@ impl Context {
 
     pub(crate) fn mark_lock_lost(&self) {
         self.inner.lock_lost.store(true, Ordering::Release);
+        self.inner.lost.notify_waiters();
+    }
+}
+
+/// Waits until `flag` is set, woken by `notify`.
+async fn wait_for(notify: &Notify, flag: &AtomicBool) {
+    loop {
+        let notified = notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the flag is checked, so a notification in between is not missed.
+        notified.as_mut().enable();
+        if flag.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 }
 
@@ -140,7 +158,7 @@ impl fmt::Debug for Context {
             .field("max_attempts", &self.inner.max_receive_count)
             .field("fencing_token", &self.inner.fencing_token)
             .field("cancelled", &self.is_cancelled())
-            .field("lock_lost", &self.lock_lost())
+            .field("lock_lost", &self.is_lock_lost())
             .finish()
     }
 }
@@ -148,6 +166,21 @@ impl fmt::Debug for Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn lock_lost_completes_when_marked() {
+        let ctx = Context::new("h".into(), 1, None, None);
+        assert!(!ctx.is_lock_lost());
+        let waiter = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { ctx.lock_lost().await }
+        });
+        tokio::task::yield_now().await;
+        ctx.mark_lock_lost();
+        waiter.await.unwrap();
+        assert!(ctx.is_lock_lost());
+        ctx.lock_lost().await; // already lost: completes at once
+    }
 
     #[test]
     fn final_attempt_needs_a_redrive_policy() {

@@ -209,6 +209,12 @@ pub enum TransportError {
     /// The transport was shut down.
     #[error("transport is closed")]
     Closed,
+    /// The broker cannot do this (see [`Capabilities`](crate::transport::Capabilities)).
+    #[error("the transport does not support {operation}")]
+    Unsupported {
+        /// The operation asked.
+        operation: &'static str,
+    },
 }
 
 impl TransportError {
@@ -219,7 +225,9 @@ impl TransportError {
         match self {
             TransportError::Service { retryable, .. } => *retryable,
             TransportError::InvalidReceipt => true,
-            TransportError::QueueDoesNotExist { .. } | TransportError::Closed => false,
+            TransportError::QueueDoesNotExist { .. }
+            | TransportError::Closed
+            | TransportError::Unsupported { .. } => false,
         }
     }
 }

@@ -90,6 +90,7 @@
 //!   paused clock.
 
 mod app;
+mod backoff;
 mod context;
 mod error;
 mod handler;
@@ -117,11 +118,13 @@ pub use error::{
 pub use handler::{BoxFuture, BoxedHandler, FromMessage, Handler, IntoHandlerResult, Json, State};
 pub use message::{
     AttributeValue, DecodeError, DecodeOptions, IdempotencyKey, Message, OutgoingMessage,
-    RawMessage, Receipt, SnsNotification, SystemAttributes,
+    RawMessage, Receipt,
 };
 pub use metrics::MetricsSnapshot;
-pub use pipeline::{Outcome, Report};
+pub use pipeline::{Outcome, PauseReason, Report};
 pub use state::States;
+pub use transport::sns::SnsNotification;
+pub use transport::{SqsDetails, SystemAttributes};
 
 /// Registers an `async fn` as the handler of one or more event keys.
 ///

@@ -30,8 +30,6 @@ pub(crate) struct Metrics {
     delete_failed: AtomicU64,
     receive_errors: AtomicU64,
     lock_lost: AtomicU64,
-    /// Added per batch, taken per settled delivery.
-    in_flight: Hot,
     /// Milliseconds after `started` of the last successful receive, plus one (0: never).
     last_receive: AtomicU64,
 }
@@ -72,6 +70,8 @@ pub struct MetricsSnapshot {
     pub lock_lost: u64,
     /// Deliveries received and not yet settled (handlers running or waiting in a FIFO group).
     pub in_flight: u64,
+    /// Why the consumer does not receive right now, when it does not (`lock unavailable`).
+    pub paused: Option<crate::PauseReason>,
     /// Time since the last successful receive; `None` before the first.
     pub since_last_receive: Option<Duration>,
 }
@@ -122,7 +122,6 @@ impl Metrics {
             delete_failed: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
             lock_lost: AtomicU64::new(0),
-            in_flight: Hot::default(),
             last_receive: AtomicU64::new(0),
         }
     }
@@ -139,20 +138,6 @@ impl Metrics {
 
     pub(crate) fn deleted(&self) {
         self.deleted.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn batch_started(&self, deliveries: usize) {
-        self.in_flight
-            .0
-            .fetch_add(deliveries as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn in_flight(&self) -> u64 {
-        self.in_flight.0.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn delivery_settled(&self) {
-        self.in_flight.0.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
@@ -174,7 +159,9 @@ impl Metrics {
             delete_failed: load(&self.delete_failed),
             receive_errors: load(&self.receive_errors),
             lock_lost: load(&self.lock_lost),
-            in_flight: load(&self.in_flight.0),
+            // The pipeline owns these; it fills them in.
+            in_flight: 0,
+            paused: None,
             since_last_receive: (last > 0).then(|| {
                 self.started
                     .elapsed()

@@ -188,7 +188,7 @@ impl TestClient {
 
     /// The pipeline's counters.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.pipeline.metrics.snapshot()
+        self.pipeline.snapshot()
     }
 }
 

@@ -7,14 +7,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
-use crate::config::{ConsumerConfig, LockConfig};
+use crate::config::{Config, ConsumerConfig, DEFAULT_LOCK_TTL};
 use crate::error::{ConfigError, Location, RegistryError};
 use crate::handler::{BoxedHandler, Handler};
-use crate::lock::{IdempotencyLock, MemoryLock};
+use crate::lock::{IdempotencyLock, LockPolicy, MemoryLock, OnLockLost};
 use crate::metrics::Metrics;
-use crate::pipeline::{LockPolicy, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::router::{RouteEntry, Router};
-use crate::transport::Transport;
+use crate::transport::{Capabilities, Transport};
 use crate::{Result, States};
 
 /// Configures an [`App`]: handlers (registered with `#[handler]` and added here), shared
@@ -50,7 +50,9 @@ pub struct AppBuilder {
     transport: Option<Arc<dyn Transport>>,
     lock: LockChoice,
     consumer: ConsumerConfig,
-    lock_config: LockConfig,
+    policy: LockPolicy,
+    /// The in-process lock's ttl; `None` follows the transport's lease.
+    lock_ttl: Option<Duration>,
 }
 
 enum LockChoice {
@@ -69,12 +71,24 @@ impl Default for AppBuilder {
             transport: None,
             lock: LockChoice::InProcess,
             consumer: ConsumerConfig::default(),
-            lock_config: LockConfig::default(),
+            policy: LockPolicy::default(),
+            lock_ttl: None,
         }
     }
 }
 
 impl AppBuilder {
+    /// A builder with the consumer and lock-policy settings of `config` (what
+    /// `App::from_env` reads); the transport and the lock are still to be set.
+    pub fn from_config(config: &Config) -> Self {
+        AppBuilder {
+            consumer: config.consumer.clone(),
+            policy: config.lock.policy(),
+            lock_ttl: Some(config.lock.ttl),
+            ..AppBuilder::default()
+        }
+    }
+
     /// Routes `key` (an exact key or a `Prefix.*` pattern) to `handler`: a function or a
     /// closure, like iniesta's `SQSClient.add_handler(fn, "Event.key")`.
     #[track_caller]
@@ -127,7 +141,8 @@ impl AppBuilder {
         self
     }
 
-    /// The idempotency lock (default: a [`MemoryLock`], which protects within one process).
+    /// The idempotency lock (default: a [`MemoryLock`], which protects within one process,
+    /// with a ttl that follows the transport's lease).
     pub fn lock(mut self, lock: impl IdempotencyLock) -> Self {
         self.lock = LockChoice::Custom(Arc::new(lock));
         self
@@ -139,15 +154,17 @@ impl AppBuilder {
         self
     }
 
-    /// Replaces all consumer settings.
-    pub fn consumer_config(mut self, config: ConsumerConfig) -> Self {
-        self.consumer = config;
+    /// What a delivery whose lock was lost while its handler ran does (default: cancel it
+    /// and give the message back).
+    pub fn on_lock_lost(mut self, on_lock_lost: OnLockLost) -> Self {
+        self.policy.on_lock_lost = on_lock_lost;
         self
     }
 
-    /// Lock settings used by the pipeline: fail-open, processed marker and its ttl.
-    pub fn lock_config(mut self, config: LockConfig) -> Self {
-        self.lock_config = config;
+    /// Handle without the lock while it cannot be reached (default off: the consumer stops
+    /// receiving until the lock answers again).
+    pub fn lock_fail_open(mut self, enabled: bool) -> Self {
+        self.policy.fail_open = enabled;
         self
     }
 
@@ -184,7 +201,7 @@ impl AppBuilder {
 
     /// Remember handled messages so redeliveries are deleted unhandled (default on).
     pub fn processed_marker(mut self, enabled: bool) -> Self {
-        self.lock_config.processed_marker = enabled;
+        self.policy.processed_marker = enabled;
         self
     }
 
@@ -239,17 +256,22 @@ impl AppBuilder {
             what: "the transport".into(),
             variables: "AppBuilder::transport (MemoryQueue for tests and demos), or the SQS variables read by iniesta::run".into(),
         })?;
-        let queue = transport.queue_info();
+        let capabilities = transport.capabilities();
+        check_capabilities(&self.consumer, &capabilities)?;
         let lock: Option<Arc<dyn IdempotencyLock>> = match self.lock {
-            LockChoice::InProcess => Some(Arc::new(MemoryLock::with_ttl(self.lock_config.ttl))),
+            LockChoice::InProcess => {
+                let ttl = self
+                    .lock_ttl
+                    .or(capabilities.lease)
+                    .unwrap_or(DEFAULT_LOCK_TTL);
+                Some(Arc::new(MemoryLock::with_ttl(ttl)))
+            }
             LockChoice::Custom(lock) => Some(lock),
             LockChoice::Disabled => None,
         };
-        let policy = LockPolicy {
-            fail_open: self.lock_config.fail_open,
-            processed_marker: self.lock_config.processed_marker,
-            processed_ttl: self.lock_config.processed_ttl.unwrap_or(queue.retention),
-        };
+        if let Some(lock) = &lock {
+            warn_lock_outlives_lease(lock.ttl(), &capabilities);
+        }
         for line in router.describe() {
             tracing::debug!(route = %line, "route");
         }
@@ -258,13 +280,64 @@ impl AppBuilder {
             states: self.states,
             transport,
             lock,
-            policy,
+            policy: self.policy,
             config: self.consumer,
-            queue,
+            capabilities,
             metrics: Arc::new(Metrics::new()),
+            in_flight: Arc::default(),
+            pause: Arc::default(),
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
         })
+    }
+}
+
+/// Refuses settings the broker cannot honour, rather than pretending.
+fn check_capabilities(
+    consumer: &ConsumerConfig,
+    capabilities: &Capabilities,
+) -> Result<(), ConfigError> {
+    if consumer.retry_backoff.is_some() && capabilities.max_delay.is_none() {
+        return Err(ConfigError::Conflict(format!(
+            "a retry backoff is set, but the transport of `{}` cannot delay a redelivery: \
+             unset INIESTA_RETRY_BACKOFF (AppBuilder::retry_backoff)",
+            capabilities.name
+        )));
+    }
+    Ok(())
+}
+
+/// Warns when a crashed consumer's lock would outlive its message's lease: the redelivery
+/// then finds the message locked and spends a delivery (it is given back for when the lock
+/// can expire), and with too few deliveries left it reaches the dead-letter queue unhandled.
+fn warn_lock_outlives_lease(lock_ttl: Duration, capabilities: &Capabilities) {
+    let Some(lease) = capabilities.lease else {
+        return;
+    };
+    if lock_ttl > lease {
+        tracing::warn!(
+            lock_ttl = ?lock_ttl,
+            visibility_timeout = ?lease,
+            queue = %capabilities.name,
+            "the lock ttl (INIESTA_LOCK_TIMEOUT) exceeds the queue's visibility timeout: after \
+             a crash the message comes back while the crashed consumer's lock still holds and \
+             spends one more delivery; leave INIESTA_LOCK_TIMEOUT unset to follow the \
+             visibility timeout"
+        );
+    }
+    // A crash spends one delivery, and a lock that outlives the lease one more.
+    let needed = if lock_ttl > lease { 3 } else { 2 };
+    if let Some(max) = capabilities.max_deliveries
+        && max < needed
+    {
+        tracing::warn!(
+            max_receive_count = max,
+            needed,
+            queue = %capabilities.name,
+            "the redrive policy's maxReceiveCount is too small to survive one consumer crash: \
+             a message whose handler was running when a consumer died goes to the dead-letter \
+             queue unhandled; raise maxReceiveCount"
+        );
     }
 }
 
@@ -286,10 +359,11 @@ impl fmt::Debug for AppBuilder {
             .field("states", &self.states)
             .field(
                 "transport",
-                &self.transport.as_ref().map(|t| t.queue_info().name),
+                &self.transport.as_ref().map(|t| t.capabilities().name),
             )
             .field("consumer", &self.consumer)
-            .field("lock_config", &self.lock_config)
+            .field("policy", &self.policy)
+            .field("lock_ttl", &self.lock_ttl)
             .finish_non_exhaustive()
     }
 }

@@ -56,9 +56,7 @@ impl App {
         }
         let transport = connect_sqs(&config).await?;
         let lock = connect_lock(&config).await?;
-        let pipeline_builder = App::builder()
-            .consumer_config(config.consumer)
-            .lock_config(config.lock)
+        let pipeline_builder = super::AppBuilder::from_config(&config)
             .set_transport_arc(transport)
             .set_lock_arc(lock);
         pipeline_builder.build()

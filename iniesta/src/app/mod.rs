@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub use builder::AppBuilder;
 pub use from_env::run;
 
-use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::metrics::MetricsSnapshot;
 use crate::pipeline::Pipeline;
 use crate::{Error, Result};
 
@@ -84,42 +84,49 @@ impl App {
     /// Runs the consumer in a background task.
     pub fn spawn(self) -> RunningApp {
         let stopping = self.pipeline.stopping.clone();
-        let metrics = Arc::clone(&self.pipeline.metrics);
         let task = tokio::spawn(Arc::clone(&self.pipeline).run());
         RunningApp {
             stopping,
-            metrics,
+            pipeline: self.pipeline,
             task,
         }
     }
 
     /// The consumer's counters.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.pipeline.metrics.snapshot()
+        self.pipeline.snapshot()
     }
 }
 
 impl fmt::Debug for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("App")
-            .field("queue", &self.pipeline.queue.name)
+            .field("queue", &self.pipeline.capabilities.name)
             .field("routes", &self.pipeline.router.describe())
             .finish_non_exhaustive()
     }
 }
 
 /// A consumer running in the background, from [`App::spawn`].
-#[derive(Debug)]
 pub struct RunningApp {
     stopping: CancellationToken,
-    metrics: Arc<Metrics>,
+    pipeline: Arc<Pipeline>,
     task: JoinHandle<Result<()>>,
+}
+
+impl fmt::Debug for RunningApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningApp")
+            .field("queue", &self.pipeline.capabilities.name)
+            .field("finished", &self.task.is_finished())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningApp {
     /// The consumer's counters now.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.metrics.snapshot()
+        self.pipeline.snapshot()
     }
 
     /// Whether the consumer has stopped (after shutdown, or a permanent error).

@@ -42,7 +42,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::message::{DecodeOptions, IdempotencyKey};
+use crate::transport::sqs::limits::{MAX_BATCH, MAX_VISIBILITY};
 use crate::{ConfigError, Result};
+
+pub use crate::transport::sqs::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 
 use env::Env;
 
@@ -51,11 +54,9 @@ pub const DEFAULT_EVENT_ATTRIBUTE: &str = "iniesta_pass";
 /// Handlers running at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;
 /// Messages asked per receive (SQS's maximum).
-pub const DEFAULT_MAX_BATCH: usize = 10;
+pub const DEFAULT_MAX_BATCH: usize = MAX_BATCH;
 /// Time in-flight handlers get to finish at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// SQS's cap on a message's visibility, counted from its receipt.
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 /// The lock ttl (iniesta's `INIESTA_LOCK_TIMEOUT`).
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(10);
 /// The lock key prefix (iniesta's).
@@ -95,7 +96,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config> {
         let env = Env::new(&lookup);
         let consumer = ConsumerConfig::read(&env)?;
-        let sqs = SqsConfig::read(&env)?;
+        let sqs = read_sqs(&env)?;
         let lock = LockConfig::read(&env)?;
         Ok(Config {
             consumer,
@@ -119,8 +120,9 @@ pub struct ConsumerConfig {
     pub handler_timeout: Option<Duration>,
     /// Extend a lease when this fraction of it has passed (0.1-0.9).
     pub heartbeat_fraction: f64,
-    /// Longest a message's visibility is extended in total.
-    pub max_lease: Duration,
+    /// Longest a delivery's lease is extended in total; `None`: as long as the transport
+    /// allows ([`Capabilities::max_lease`](crate::transport::Capabilities::max_lease)).
+    pub max_lease: Option<Duration>,
     /// First backoff after a failure; `None` leaves the visibility timeout as it is.
     pub retry_backoff: Option<Duration>,
     /// Cap of the backoff, which doubles with each receive.
@@ -139,7 +141,7 @@ impl Default for ConsumerConfig {
             decode: DecodeOptions::default(),
             handler_timeout: None,
             heartbeat_fraction: 0.5,
-            max_lease: MAX_VISIBILITY,
+            max_lease: None,
             retry_backoff: None,
             retry_backoff_max: Duration::from_secs(15 * 60),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -155,7 +157,6 @@ impl ConsumerConfig {
         decode.event_attribute = env
             .string("INIESTA_SNS_EVENT_KEY")?
             .unwrap_or(decode.event_attribute);
-        decode.verify_md5 = env.bool("INIESTA_VERIFY_MD5")?.unwrap_or(true);
         if let Some(name) = env.string("INIESTA_IDEMPOTENCY_ATTRIBUTE")? {
             decode.idempotency_key = IdempotencyKey::Attribute(name);
         }
@@ -171,9 +172,7 @@ impl ConsumerConfig {
             heartbeat_fraction: env
                 .fraction("INIESTA_HEARTBEAT_FRACTION", 0.1, 0.9)?
                 .unwrap_or(d.heartbeat_fraction),
-            max_lease: env
-                .duration("INIESTA_MAX_HANDLER_LEASE")?
-                .unwrap_or(d.max_lease),
+            max_lease: env.duration("INIESTA_MAX_HANDLER_LEASE")?,
             retry_backoff: env.duration("INIESTA_RETRY_BACKOFF")?,
             retry_backoff_max: env
                 .duration("INIESTA_RETRY_BACKOFF_MAX")?
@@ -194,7 +193,7 @@ impl ConsumerConfig {
         if self.concurrency == 0 {
             return Err(ConfigError::invalid("concurrency", "at least 1", "0"));
         }
-        if !(1..=10).contains(&self.max_batch) {
+        if !(1..=MAX_BATCH).contains(&self.max_batch) {
             return Err(ConfigError::invalid(
                 "max_batch",
                 "1 to 10",
@@ -226,108 +225,28 @@ impl ConsumerConfig {
     }
 }
 
-/// Which SQS queue to consume and how to poll it.
-#[derive(Clone, Default)]
-#[non_exhaustive]
-pub struct SqsConfig {
-    /// `INIESTA_SQS_QUEUE_NAME`.
-    pub queue_name: Option<String>,
-    /// `INIESTA_SQS_QUEUE_NAME_TEMPLATE` (default `iniesta-{env}-{service_name}`).
-    pub queue_name_template: Option<String>,
-    /// `INIESTA_ENVIRONMENT`.
-    pub environment: Option<String>,
-    /// `INIESTA_SERVICE_NAME`.
-    pub service_name: Option<String>,
-    /// `INIESTA_SQS_QUEUE_URL`: skips `GetQueueUrl`.
-    pub queue_url: Option<String>,
-    /// `INIESTA_SQS_ENDPOINT_URL` (else `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL`).
-    pub endpoint_url: Option<String>,
-    /// Long-poll wait, 0-20 s (default 20).
-    pub wait_time: Option<Duration>,
-    /// Visibility timeout asked on receive (default: the queue's).
-    pub visibility_timeout: Option<Duration>,
-    /// Longest a delete waits to fill a batch of ten (default 10 ms).
-    pub delete_flush_interval: Option<Duration>,
-}
-
-/// The default queue-name template, as in iniesta.
-pub const DEFAULT_QUEUE_NAME_TEMPLATE: &str = "iniesta-{env}-{service_name}";
-
-impl SqsConfig {
-    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let wait = env.int("INIESTA_SQS_RECEIVE_MESSAGE_WAIT_TIME_SECONDS", 0, 20)?;
-        let visibility = env.int("INIESTA_SQS_VISIBILITY_TIMEOUT", 0, 43_200)?;
-        Ok(SqsConfig {
-            queue_name: env.string("INIESTA_SQS_QUEUE_NAME")?,
-            queue_name_template: env.string("INIESTA_SQS_QUEUE_NAME_TEMPLATE")?,
-            environment: env.string("INIESTA_ENVIRONMENT")?,
-            service_name: env.string("INIESTA_SERVICE_NAME")?,
-            queue_url: env.string("INIESTA_SQS_QUEUE_URL")?,
-            endpoint_url: match env.string("INIESTA_SQS_ENDPOINT_URL")? {
+/// Reads the SQS transport's settings.
+fn read_sqs(env: &Env<'_>) -> Result<SqsConfig, ConfigError> {
+    let wait = env.int("INIESTA_SQS_RECEIVE_MESSAGE_WAIT_TIME_SECONDS", 0, 20)?;
+    let visibility = env.int("INIESTA_SQS_VISIBILITY_TIMEOUT", 0, 43_200)?;
+    Ok(SqsConfig {
+        queue_name: env.string("INIESTA_SQS_QUEUE_NAME")?,
+        queue_name_template: env.string("INIESTA_SQS_QUEUE_NAME_TEMPLATE")?,
+        environment: env.string("INIESTA_ENVIRONMENT")?,
+        service_name: env.string("INIESTA_SERVICE_NAME")?,
+        queue_url: env.string("INIESTA_SQS_QUEUE_URL")?,
+        endpoint_url: match env.string("INIESTA_SQS_ENDPOINT_URL")? {
+            Some(url) => Some(url),
+            None => match env.string("AWS_ENDPOINT_URL_SQS")? {
                 Some(url) => Some(url),
-                None => match env.string("AWS_ENDPOINT_URL_SQS")? {
-                    Some(url) => Some(url),
-                    None => env.string("AWS_ENDPOINT_URL")?,
-                },
+                None => env.string("AWS_ENDPOINT_URL")?,
             },
-            wait_time: wait.map(|s| Duration::from_secs(s as u64)),
-            visibility_timeout: visibility.map(|s| Duration::from_secs(s as u64)),
-            delete_flush_interval: env.duration("INIESTA_SQS_DELETE_FLUSH_INTERVAL")?,
-        })
-    }
-
-    /// Whether any queue setting is present (otherwise `iniesta::run` has nothing to consume).
-    pub fn is_configured(&self) -> bool {
-        self.queue_url.is_some()
-            || self.queue_name.is_some()
-            || (self.environment.is_some() && self.service_name.is_some())
-    }
-
-    /// The queue name: `queue_name`, else the template filled with environment and service.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::Missing`] listing the variables when neither is set.
-    pub fn resolved_queue_name(&self) -> Result<String, ConfigError> {
-        if let Some(name) = &self.queue_name {
-            return Ok(name.clone());
-        }
-        let template = self
-            .queue_name_template
-            .as_deref()
-            .unwrap_or(DEFAULT_QUEUE_NAME_TEMPLATE);
-        let missing_env = template.contains("{env}") && self.environment.is_none();
-        let missing_service = template.contains("{service_name}") && self.service_name.is_none();
-        if !missing_env && !missing_service {
-            return Ok(template
-                .replace("{env}", self.environment.as_deref().unwrap_or_default())
-                .replace(
-                    "{service_name}",
-                    self.service_name.as_deref().unwrap_or_default(),
-                ));
-        }
-        Err(ConfigError::Missing {
-            what: "the SQS queue".into(),
-            variables: "INIESTA_SQS_QUEUE_URL, INIESTA_SQS_QUEUE_NAME, or INIESTA_ENVIRONMENT and INIESTA_SERVICE_NAME (with INIESTA_SQS_QUEUE_NAME_TEMPLATE, default iniesta-{env}-{service_name})".into(),
-        })
-    }
-}
-
-impl fmt::Debug for SqsConfig {
-    // Queue URLs carry the account id: show whether one is set, not its value.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqsConfig")
-            .field("queue_name", &self.queue_name)
-            .field("queue_name_template", &self.queue_name_template)
-            .field("environment", &self.environment)
-            .field("service_name", &self.service_name)
-            .field("queue_url", &self.queue_url.as_ref().map(|_| "<set>"))
-            .field("endpoint_url", &self.endpoint_url)
-            .field("wait_time", &self.wait_time)
-            .field("visibility_timeout", &self.visibility_timeout)
-            .field("delete_flush_interval", &self.delete_flush_interval)
-            .finish()
-    }
+        },
+        wait_time: wait.map(|s| Duration::from_secs(s as u64)),
+        visibility_timeout: visibility.map(|s| Duration::from_secs(s as u64)),
+        delete_flush_interval: env.duration("INIESTA_SQS_DELETE_FLUSH_INTERVAL")?,
+        verify_md5: env.bool("INIESTA_VERIFY_MD5")?.unwrap_or(true),
+    })
 }
 
 /// The idempotency lock and processed marker.
@@ -429,6 +348,17 @@ impl LockConfig {
                 .duration("INIESTA_REDIS_TIMEOUT")?
                 .unwrap_or(d.call_timeout),
         })
+    }
+}
+
+impl LockConfig {
+    /// How the pipeline uses the lock, from these settings.
+    pub fn policy(&self) -> crate::lock::LockPolicy {
+        let mut policy = crate::lock::LockPolicy::default();
+        policy.processed_marker = self.processed_marker;
+        policy.processed_ttl = self.processed_ttl;
+        policy.fail_open = self.fail_open;
+        policy
     }
 }
 

@@ -26,7 +26,7 @@ use crate::handler::BoxFuture;
 /// let first = lock.acquire(&["m-1"]).await;
 /// assert!(matches!(first[0], Ok(Acquisition::Acquired(_))));
 /// let second = lock.acquire(&["m-1"]).await;
-/// assert!(matches!(second[0], Ok(Acquisition::Busy)));
+/// assert!(matches!(second[0], Ok(Acquisition::Busy { .. })));
 /// # }
 /// ```
 #[derive(Debug)]
@@ -97,8 +97,10 @@ impl IdempotencyLock for MemoryLock {
                 if state.processed.get(*key).is_some_and(|until| *until > now) {
                     return Ok(Acquisition::AlreadyProcessed);
                 }
-                if state.held.get(*key).is_some_and(|(_, until)| *until > now) {
-                    return Ok(Acquisition::Busy);
+                if let Some((_, until)) = state.held.get(*key).filter(|(_, until)| *until > now) {
+                    return Ok(Acquisition::Busy {
+                        expires_in: Some(*until - now),
+                    });
                 }
                 state.next_token += 1;
                 let fencing = state.next_token;

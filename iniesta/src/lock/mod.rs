@@ -1,6 +1,7 @@
 //! Idempotency locks: a message is never handled twice at once, nor again once handled.
 
 mod memory;
+mod policy;
 #[cfg(feature = "redis")]
 pub mod redlock;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use memory::MemoryLock;
+pub use policy::{LockPolicy, OnLockLost};
 
 use crate::LockError;
 use crate::handler::BoxFuture;
@@ -20,8 +22,12 @@ use crate::handler::BoxFuture;
 pub enum Acquisition {
     /// The lock is ours until released or expired.
     Acquired(Lease),
-    /// Another consumer holds it: skip the delivery (do not handle, do not delete).
-    Busy,
+    /// Another consumer holds it: do not handle, do not delete. `expires_in` is the holder's
+    /// remaining lock ttl, when known: the delivery is given back for when it can expire.
+    Busy {
+        /// The holder's remaining ttl.
+        expires_in: Option<Duration>,
+    },
     /// The message was handled already (processed marker): delete it without handling.
     AlreadyProcessed,
 }
@@ -123,6 +129,13 @@ pub trait IdempotencyLock: Send + Sync + 'static {
 
     /// How long a lease holds before it must be extended.
     fn ttl(&self) -> Duration;
+
+    /// Whether the lock can decide right now (Redlock: a quorum of servers answers). The
+    /// pipeline stops receiving while acquisitions fail for lack of it, and probes until this
+    /// succeeds before it resumes.
+    fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// A shared lock: several apps in one process (one per queue) can use one lock.
@@ -149,5 +162,9 @@ impl<L: IdempotencyLock> IdempotencyLock for std::sync::Arc<L> {
 
     fn ttl(&self) -> Duration {
         (**self).ttl()
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
+        (**self).probe()
     }
 }

@@ -15,15 +15,18 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 pub use attribute::AttributeValue;
-pub use decode::{DecodeError, DecodeOptions, IdempotencyKey, SnsNotification};
+pub use decode::{DecodeError, DecodeOptions, IdempotencyKey};
 pub use outgoing::OutgoingMessage;
-pub use raw::{RawMessage, Receipt, SystemAttributes};
+pub use raw::{RawMessage, Receipt};
 
-/// One delivery of a queue message, decoded: event key, body, attributes.
+use crate::transport::SqsDetails;
+use crate::transport::sns::SnsNotification;
+
+/// One delivery of a message, decoded: event key, body, headers.
 ///
-/// Cloning is cheap (the message is shared). When the queue message was an SNS notification
+/// Cloning is cheap (the message is shared). When an SQS message was an SNS notification
 /// (SNS to SQS without raw delivery), [`body`](Message::body) is the published message, the
-/// attributes are the SNS message attributes, and [`sns`](Message::sns) describes the envelope.
+/// headers are the SNS message attributes, and [`sns`](Message::sns) describes the envelope.
 ///
 /// # Examples
 ///
@@ -36,7 +39,7 @@ pub use raw::{RawMessage, Receipt, SystemAttributes};
 /// let msg = OutgoingMessage::new("UserUpdated.user").body(r#"{"id": 7}"#).into_message();
 /// assert_eq!(msg.event(), Some("UserUpdated.user"));
 /// assert_eq!(msg.json::<User>().unwrap().id, 7);
-/// assert_eq!(msg.receive_count(), 1);
+/// assert_eq!(msg.delivery_count(), 1);
 /// ```
 #[derive(Clone)]
 pub struct Message {
@@ -51,9 +54,10 @@ struct Inner {
     event: Option<Arc<str>>,
     /// `None`: the message id.
     idempotency_key: Option<String>,
-    attributes: HashMap<String, AttributeValue>,
-    system: SystemAttributes,
-    sns: Option<SnsNotification>,
+    headers: HashMap<String, AttributeValue>,
+    delivery_count: u32,
+    group_id: Option<String>,
+    sent_at: Option<SystemTime>,
     raw: Option<Arc<dyn Any + Send + Sync>>,
 }
 
@@ -100,39 +104,41 @@ impl Message {
         serde_json::from_slice(&self.inner.body).map_err(|e| crate::Error::json::<T>(&e))
     }
 
-    /// One message attribute by name.
-    pub fn attribute(&self, name: &str) -> Option<&AttributeValue> {
-        self.inner.attributes.get(name)
+    /// One header by name (for SQS, a message attribute).
+    pub fn header(&self, name: &str) -> Option<&AttributeValue> {
+        self.inner.headers.get(name)
     }
 
-    /// All message attributes.
-    pub fn attributes(&self) -> &HashMap<String, AttributeValue> {
-        &self.inner.attributes
+    /// All headers (for SQS, the message attributes).
+    pub fn headers(&self) -> &HashMap<String, AttributeValue> {
+        &self.inner.headers
     }
 
-    /// `ApproximateReceiveCount`: 1 on the first delivery.
-    pub fn receive_count(&self) -> u32 {
-        self.inner.system.receive_count
+    /// How often the message was delivered, this delivery included: 1 on the first (SQS
+    /// `ApproximateReceiveCount`).
+    pub fn delivery_count(&self) -> u32 {
+        self.inner.delivery_count
     }
 
-    /// `SentTimestamp`.
-    pub fn sent_timestamp(&self) -> Option<SystemTime> {
-        self.inner.system.sent_timestamp
+    /// When the producer sent it, when the broker says (SQS `SentTimestamp`).
+    pub fn sent_at(&self) -> Option<SystemTime> {
+        self.inner.sent_at
     }
 
-    /// `MessageGroupId` (FIFO queues).
+    /// The ordered group the message belongs to (SQS FIFO `MessageGroupId`).
     pub fn group_id(&self) -> Option<&str> {
-        self.inner.system.message_group_id.as_deref()
+        self.inner.group_id.as_deref()
     }
 
-    /// All system attributes.
-    pub fn system_attributes(&self) -> &SystemAttributes {
-        &self.inner.system
+    /// The SQS side of the delivery (system attributes, SNS envelope, the SDK message), when
+    /// it came from SQS or the [`MemoryQueue`](crate::transport::MemoryQueue) simulator.
+    pub fn sqs(&self) -> Option<&SqsDetails> {
+        self.raw::<SqsDetails>()
     }
 
     /// The SNS envelope, when the message arrived as an SNS notification.
     pub fn sns(&self) -> Option<&SnsNotification> {
-        self.inner.sns.as_ref()
+        self.sqs()?.sns.as_ref()
     }
 
     /// The key the idempotency lock and the processed marker use.
@@ -148,9 +154,9 @@ impl Message {
         &self.inner.receipt
     }
 
-    /// The transport's own message, for what iniesta does not expose.
+    /// The transport's own view of the delivery, for what iniesta does not expose.
     ///
-    /// For SQS this is `aws_sdk_sqs::types::Message`.
+    /// For SQS and the simulator this is [`SqsDetails`].
     pub fn raw<T: Any>(&self) -> Option<&T> {
         self.inner.raw.as_deref()?.downcast_ref()
     }
@@ -163,7 +169,7 @@ impl fmt::Debug for Message {
             .field("id", &self.inner.id)
             .field("event", &self.inner.event)
             .field("body_len", &self.inner.body.len())
-            .field("receive_count", &self.inner.system.receive_count)
+            .field("delivery_count", &self.inner.delivery_count)
             .finish_non_exhaustive()
     }
 }

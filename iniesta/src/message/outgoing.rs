@@ -95,9 +95,8 @@ impl OutgoingMessage {
     /// handler function directly in a unit test.
     pub fn into_message(self) -> Message {
         let mut raw = RawMessage::new("test-message", Receipt::new("test-receipt"), self.body);
-        raw.attributes = self.attributes;
-        raw.system.message_group_id = self.group_id;
-        raw.decode(&DecodeOptions::default())
-            .expect("a message without MD5 always decodes")
+        raw.headers = self.attributes;
+        raw.group_id = self.group_id;
+        raw.into_message(&DecodeOptions::default())
     }
 }

@@ -10,9 +10,9 @@ use bytes::Bytes;
 
 use super::AttributeValue;
 
-/// The handle that deletes or changes the visibility of one delivery of a message.
+/// The handle that settles one delivery of a message (acks, nacks, extends it).
 ///
-/// Every receive issues a new one; after a redelivery the old handle is stale.
+/// Every delivery gets its own; after a redelivery the old handle may be stale.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Receipt(Arc<str>);
 
@@ -36,58 +36,48 @@ impl fmt::Debug for Receipt {
     }
 }
 
-/// System attributes SQS attaches to every delivery.
-#[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
-pub struct SystemAttributes {
-    /// `ApproximateReceiveCount`: 1 on the first delivery.
-    pub receive_count: u32,
-    /// `SentTimestamp`.
-    pub sent_timestamp: Option<SystemTime>,
-    /// `ApproximateFirstReceiveTimestamp`.
-    pub first_receive_timestamp: Option<SystemTime>,
-    /// `SenderId`.
-    pub sender_id: Option<String>,
-    /// `MessageGroupId` (FIFO queues).
-    pub message_group_id: Option<String>,
-    /// `MessageDeduplicationId` (FIFO queues).
-    pub deduplication_id: Option<String>,
-    /// `SequenceNumber` (FIFO queues).
-    pub sequence_number: Option<String>,
-}
-
-/// One delivery as a transport received it: body, attributes and receipt, not yet decoded.
+/// One delivery as a transport received it, in the broker-neutral shape the pipeline reads:
+/// body, headers, delivery count, and the transport's own message as an escape hatch.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RawMessage {
-    /// The queue's message id (SQS `MessageId`).
+    /// The broker's message id (SQS `MessageId`).
     pub id: String,
-    /// The handle that deletes this delivery.
+    /// The handle that settles this delivery.
     pub receipt: Receipt,
-    /// The body bytes exactly as received.
+    /// The body bytes (for an SNS notification, the published message).
     pub body: Bytes,
-    /// `MD5OfBody` when the transport reports one; checked before handling.
-    pub md5_of_body: Option<String>,
-    /// Message attributes.
-    pub attributes: HashMap<String, AttributeValue>,
-    /// System attributes.
-    pub system: SystemAttributes,
-    /// The transport's own message type (for SQS, `aws_sdk_sqs::types::Message`).
+    /// Typed headers (SQS message attributes, AMQP or NATS headers, stream entry fields).
+    pub headers: HashMap<String, AttributeValue>,
+    /// How often the message was delivered, this delivery included: 1 on the first.
+    pub delivery_count: u32,
+    /// The ordered group the message belongs to (SQS FIFO `MessageGroupId`).
+    pub group_id: Option<String>,
+    /// When the producer sent it, when the broker says.
+    pub sent_at: Option<SystemTime>,
+    /// The idempotency key the transport vouches for (a trusted SNS `MessageId`); `None`
+    /// means [`id`](Self::id).
+    pub idempotency_key: Option<String>,
+    /// Why the delivery must not be handled (its body was corrupted in transit), when the
+    /// transport found out. The pipeline leaves it unsettled.
+    pub corrupt: Option<super::DecodeError>,
+    /// The transport's own view of the delivery (for SQS, [`SqsDetails`](crate::transport::SqsDetails)).
     pub raw: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl RawMessage {
-    /// A delivery with no attributes, received once.
+    /// A first delivery with no headers.
     pub fn new(id: impl Into<String>, receipt: Receipt, body: impl Into<Bytes>) -> Self {
         RawMessage {
             id: id.into(),
             receipt,
             body: body.into(),
-            md5_of_body: None,
-            attributes: HashMap::new(),
-            system: SystemAttributes {
-                receive_count: 1,
-                ..SystemAttributes::default()
-            },
+            headers: HashMap::new(),
+            delivery_count: 1,
+            group_id: None,
+            sent_at: None,
+            idempotency_key: None,
+            corrupt: None,
             raw: None,
         }
     }
@@ -100,8 +90,10 @@ impl fmt::Debug for RawMessage {
             .field("id", &self.id)
             .field("receipt", &self.receipt)
             .field("body_len", &self.body.len())
-            .field("attributes", &self.attributes.keys().collect::<Vec<_>>())
-            .field("system", &self.system)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("delivery_count", &self.delivery_count)
+            .field("group_id", &self.group_id)
+            .field("corrupt", &self.corrupt)
             .finish_non_exhaustive()
     }
 }

@@ -7,28 +7,32 @@ use futures_util::future::join_all;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::delivery::Delivery;
+use super::settle::Settle;
+use super::slot::Slot;
 use super::{Outcome, Pipeline, Report};
-use crate::lock::{Acquisition, Lease};
-use crate::{Message, RawMessage};
+use crate::lock::Acquisition;
+use crate::{LockError, Message, RawMessage};
 
-/// A step with the handler slot it holds until it is settled.
-type Item = (Step, Option<OwnedSemaphorePermit>);
+/// A little past the holder's lock expiry, so the next receive does not find it still held.
+const BUSY_MARGIN: Duration = Duration::from_millis(500);
 
-/// A decoded delivery and what the lock said about it.
+/// A received delivery and what the lock said about it.
 enum Step {
-    Run(Message, Option<Lease>),
-    /// Handled before: delete without running.
-    Delete(Message),
-    /// Settled without running (busy, corrupt, lock down), with its FIFO group: a skipped
-    /// message still holds back the later messages of its group.
-    Done(Report, Option<String>),
+    /// Locked (or no lock): run its handler.
+    Run(Delivery),
+    /// Settled without running, reported with the outcome.
+    Settle(Delivery, Settle, Outcome),
+    /// Could not be decoded (corrupt): nothing to settle. Keeps its FIFO group, since a
+    /// skipped message still holds back the later messages of its group.
+    Undecoded(Report, Option<String>, Slot),
 }
 
 impl Step {
     fn group(&self) -> Option<&str> {
         match self {
-            Step::Run(m, _) | Step::Delete(m) => m.group_id(),
-            Step::Done(_, group) => group.as_deref(),
+            Step::Run(d) | Step::Settle(d, ..) => d.message.group_id(),
+            Step::Undecoded(_, group, _) => group.as_deref(),
         }
     }
 }
@@ -38,66 +42,61 @@ impl Pipeline {
     /// reaches every subscribed queue with one SNS message id; each queue's service must
     /// handle it once, so one service's processed marker must not settle another's copy.
     pub(super) fn lock_key(&self, message: &Message) -> String {
-        format!("{}:{}", self.queue.name, message.idempotency_key())
+        format!("{}:{}", self.capabilities.name, message.idempotency_key())
     }
 
-    /// Handles one received batch; each message's permit is released when it is settled.
+    /// Handles one received batch; each delivery's handler permit goes back when its handler
+    /// returns, its in-flight place when it is settled.
     pub(crate) async fn process_batch(
         self: &Arc<Self>,
         raws: Vec<RawMessage>,
         received_at: Instant,
         mut permits: Option<OwnedSemaphorePermit>,
     ) -> Vec<Report> {
-        self.metrics.batch_started(raws.len());
-        let steps = self.prepare(raws).await;
-        let mut items = Vec::with_capacity(steps.len());
-        for step in steps {
-            let permit = permits.as_mut().and_then(|p| {
-                if p.num_permits() > 1 {
-                    p.split(1)
-                } else {
-                    None
-                }
-            });
-            items.push((step, permit));
-        }
-        // The last item holds what is left of the batch's permits.
-        if let (Some(last), Some(rest)) = (items.last_mut(), permits) {
-            last.1 = Some(rest);
-        }
-        if self.queue.fifo {
-            self.run_fifo(items, received_at).await
+        let mut claims = Slot::claim(&self.in_flight, raws.len());
+        let slots = raws.iter().map(|_| claims.take(&mut permits)).collect();
+        let steps = self.prepare(raws, slots, received_at).await;
+        if self.capabilities.ordered_groups {
+            self.run_fifo(steps, received_at).await
         } else {
-            join_all(
-                items
-                    .into_iter()
-                    .map(|(step, permit)| self.run_step(step, received_at, permit)),
-            )
-            .await
+            join_all(steps.into_iter().map(|step| self.run_step(step))).await
         }
     }
 
     /// Decodes and locks a batch; the steps keep the batch's order (FIFO relies on it).
-    async fn prepare(&self, raws: Vec<RawMessage>) -> Vec<Step> {
-        let decoded: Vec<Result<Message, Box<Step>>> = raws
+    async fn prepare(&self, raws: Vec<RawMessage>, slots: Vec<Slot>, at: Instant) -> Vec<Step> {
+        let decoded: Vec<Result<Delivery, Step>> = raws
             .into_iter()
-            .map(|raw| match raw.verify(&self.config.decode) {
-                Ok(()) => Ok(raw.into_message(&self.config.decode)),
-                Err(error) => {
-                    tracing::error!(message_id = %raw.id, %error, "corrupt message: not handled, not deleted");
-                    self.metrics.corrupt();
-                    let report = Report::undecoded(&raw.id, Outcome::Corrupt);
-                    Err(Box::new(Step::Done(report, raw.system.message_group_id)))
+            .zip(slots)
+            .map(|(raw, slot)| {
+                let (id, group) = (raw.id.clone(), raw.group_id.clone());
+                match raw.decode(&self.config.decode) {
+                    Ok(message) => Ok(Delivery {
+                        message,
+                        lease: None,
+                        slot,
+                        received_at: at,
+                    }),
+                    Err(error) => {
+                        tracing::error!(message_id = %id, %error, "corrupt message: not handled, not deleted");
+                        self.metrics.corrupt();
+                        let report = Report::undecoded(&id, Outcome::Corrupt);
+                        Err(Step::Undecoded(report, group, slot))
+                    }
                 }
             })
             .collect();
         let Some(lock) = &self.lock else {
             return decoded
                 .into_iter()
-                .map(|d| d.map_or_else(|step| *step, |m| Step::Run(m, None)))
+                .map(|d| d.map_or_else(|step| step, Step::Run))
                 .collect();
         };
-        let keys: Vec<String> = decoded.iter().flatten().map(|m| self.lock_key(m)).collect();
+        let keys: Vec<String> = decoded
+            .iter()
+            .flatten()
+            .map(|d| self.lock_key(&d.message))
+            .collect();
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let mut acquisitions = if key_refs.is_empty() {
             Vec::new()
@@ -113,7 +112,7 @@ impl Pipeline {
             );
             acquisitions.clear();
             acquisitions.resize_with(keys.len(), || {
-                Err(crate::LockError::NoQuorum {
+                Err(LockError::NoQuorum {
                     answered: 0,
                     total: 1,
                     needed: 1,
@@ -124,99 +123,114 @@ impl Pipeline {
         decoded
             .into_iter()
             .map(|d| match d {
-                Err(step) => *step,
-                Ok(message) => {
+                Err(step) => step,
+                Ok(delivery) => {
                     let acquisition = acquisitions.next().expect("one acquisition per message");
-                    self.settle_acquisition(message, acquisition)
+                    self.after_acquisition(lock, delivery, acquisition)
                 }
             })
             .collect()
     }
 
-    fn settle_acquisition(
+    fn after_acquisition(
         &self,
-        message: Message,
-        acquisition: Result<Acquisition, crate::LockError>,
+        lock: &Arc<dyn crate::lock::IdempotencyLock>,
+        mut delivery: Delivery,
+        acquisition: Result<Acquisition, LockError>,
     ) -> Step {
-        let group = message.group_id().map(str::to_owned);
+        let message_id = delivery.message.id();
         match acquisition {
-            Ok(Acquisition::Acquired(lease)) => Step::Run(message, Some(lease)),
-            Ok(Acquisition::AlreadyProcessed) => Step::Delete(message),
-            Ok(Acquisition::Busy) => {
-                tracing::debug!(
-                    message_id = message.id(),
-                    "locked by another consumer: skipped"
-                );
+            Ok(Acquisition::Acquired(lease)) => {
+                delivery.lease = Some(lease);
+                Step::Run(delivery)
+            }
+            Ok(Acquisition::AlreadyProcessed) => {
+                tracing::info!(message_id, "already processed: deleted without handling");
+                self.metrics.already_processed();
+                Step::Settle(delivery, Settle::AlreadyDone, Outcome::AlreadyProcessed)
+            }
+            Ok(Acquisition::Busy { expires_in }) => {
                 self.metrics.busy();
-                Step::Done(Report::of(&message, Outcome::Busy), group)
+                match expires_in {
+                    // The holder may have crashed: waiting out only the visibility timeout
+                    // would spend another delivery while its lock still holds.
+                    Some(expires_in) => {
+                        let delay = expires_in + BUSY_MARGIN;
+                        tracing::info!(
+                            message_id,
+                            retry_in = ?delay,
+                            "locked by another consumer: given back for when its lock can expire"
+                        );
+                        Step::Settle(delivery, Settle::ReturnAfter(delay), Outcome::Busy)
+                    }
+                    None => {
+                        tracing::debug!(message_id, "locked by another consumer: skipped");
+                        Step::Settle(delivery, Settle::Leave, Outcome::Busy)
+                    }
+                }
             }
             Err(error) if self.policy.fail_open => {
-                tracing::warn!(message_id = message.id(), %error, "lock unavailable: handling without it (fail-open)");
-                Step::Run(message, None)
+                tracing::warn!(message_id, %error, "lock unavailable: handling without it (fail-open)");
+                Step::Run(delivery)
             }
             Err(error) => {
-                tracing::warn!(message_id = message.id(), %error, "lock unavailable: not handled, left for redelivery");
                 self.metrics.lock_unavailable();
-                Step::Done(Report::of(&message, Outcome::LockUnavailable), group)
+                self.pause.lock_unavailable(lock, &error, &self.stopping);
+                tracing::debug!(message_id, %error, "lock unavailable: given back unhandled");
+                Step::Settle(delivery, Settle::Return, Outcome::LockUnavailable)
             }
         }
     }
 
-    async fn run_step(
-        self: &Arc<Self>,
-        step: Step,
-        received_at: Instant,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Report {
-        let report = match step {
-            Step::Run(message, lease) => self.deliver(message, lease, received_at, permit).await,
-            Step::Delete(message) => {
-                drop(permit);
-                self.delete_processed(message).await
-            }
-            Step::Done(report, _) => {
-                drop(permit);
+    async fn run_step(self: &Arc<Self>, step: Step) -> Report {
+        match step {
+            Step::Run(delivery) => self.deliver(delivery).await,
+            Step::Settle(delivery, how, outcome) => {
+                let mut report = Report::of(&delivery.message, outcome);
+                report.acked = self.settle(delivery, how).await;
                 report
             }
-        };
-        self.metrics.delivery_settled();
-        report
+            Step::Undecoded(report, _, slot) => {
+                drop(slot);
+                report
+            }
+        }
     }
 
     /// FIFO: groups run in parallel, each group's messages one at a time in order. After a
     /// message of a group is not handled, the later ones return to the queue unstarted, so
     /// the group's order holds.
-    async fn run_fifo(self: &Arc<Self>, items: Vec<Item>, received_at: Instant) -> Vec<Report> {
-        let mut groups: Vec<(Option<String>, Vec<Item>)> = Vec::new();
-        for item in items {
-            let group = item.0.group().map(str::to_owned);
+    async fn run_fifo(self: &Arc<Self>, steps: Vec<Step>, received_at: Instant) -> Vec<Report> {
+        let mut groups: Vec<(Option<String>, Vec<Step>)> = Vec::new();
+        for step in steps {
+            let group = step.group().map(str::to_owned);
             match groups
                 .iter_mut()
                 .find(|(g, _)| group.is_some() && *g == group)
             {
-                Some((_, members)) => members.push(item),
-                None => groups.push((group, vec![item])),
+                Some((_, members)) => members.push(step),
+                None => groups.push((group, vec![step])),
             }
         }
         // Waiting messages have no lease keeper yet: they must start (or go back) while both
-        // their visibility and their lock still hold.
+        // their lease and their lock still hold.
         let lock_ttl = self.lock.as_ref().map_or(Duration::MAX, |l| l.ttl());
         let hold_limit = self
-            .queue
-            .visibility_timeout
+            .capabilities
+            .lease
+            .unwrap_or(Duration::MAX)
             .min(lock_ttl)
             .mul_f64(self.config.heartbeat_fraction);
         let runs = groups.into_iter().map(|(_, members)| async move {
             let mut reports = Vec::with_capacity(members.len());
             let mut blocked = false;
-            for (step, permit) in members {
+            for step in members {
                 let waited_too_long = received_at.elapsed() > hold_limit;
                 if blocked || waited_too_long || self.stopping.is_cancelled() {
                     reports.push(self.return_unstarted(step).await);
-                    self.metrics.delivery_settled();
                     continue;
                 }
-                let report = self.run_step(step, received_at, permit).await;
+                let report = self.run_step(step).await;
                 blocked = !matches!(report.outcome, Outcome::Handled | Outcome::AlreadyProcessed);
                 reports.push(report);
             }
@@ -225,19 +239,15 @@ impl Pipeline {
         join_all(runs).await.into_iter().flatten().collect()
     }
 
-    /// Makes an unstarted delivery visible again at once and drops its lock.
+    /// Gives an unstarted delivery back at once (its lock released first).
     async fn return_unstarted(&self, step: Step) -> Report {
-        let (message, lease) = match step {
-            Step::Run(message, lease) => (message, lease),
-            Step::Delete(message) => (message, None),
-            Step::Done(report, _) => return report,
+        let delivery = match step {
+            Step::Run(delivery) | Step::Settle(delivery, ..) => delivery,
+            Step::Undecoded(report, ..) => return report,
         };
-        // Unlock first: a consumer that receives it right away must not find it busy.
-        if let Some(lease) = lease {
-            self.release(&lease).await;
-        }
-        self.return_message(&message).await;
         self.metrics.returned();
-        Report::of(&message, Outcome::Returned)
+        let report = Report::of(&delivery.message, Outcome::Returned);
+        self.settle(delivery, Settle::Return).await;
+        report
     }
 }

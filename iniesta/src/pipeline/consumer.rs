@@ -4,7 +4,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use rand::Rng as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -22,7 +21,7 @@ const BATCH_FILL_WAIT: Duration = Duration::from_millis(20);
 const SHORT_POLL: Duration = Duration::from_millis(500);
 /// How often a poller held back by too many settling deliveries looks again.
 const SETTLING_RECHECK: Duration = Duration::from_millis(5);
-/// First and largest pause after a failed receive.
+/// First and largest pause after a failed receive (jittered, doubling).
 const RECEIVE_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const RECEIVE_BACKOFF_MAX: Duration = Duration::from_secs(20);
 
@@ -32,9 +31,9 @@ impl Pipeline {
         let semaphore = Arc::new(Semaphore::new(self.config.concurrency));
         let tracker = TaskTracker::new();
         let fatal: Mutex<Option<TransportError>> = Mutex::new(None);
-        let pollers = (self.config.concurrency / self.config.max_batch).clamp(1, MAX_POLLERS);
+        let pollers = (self.config.concurrency / self.max_batch()).clamp(1, MAX_POLLERS);
         tracing::info!(
-            queue = %self.queue.name,
+            queue = %self.capabilities.name,
             pollers,
             concurrency = self.config.concurrency,
             "consumer started"
@@ -44,7 +43,7 @@ impl Pipeline {
         if let Err(error) = self.transport.flush().await {
             tracing::warn!(%error, "flushing pending deletes failed");
         }
-        tracing::info!(queue = %self.queue.name, "consumer stopped");
+        tracing::info!(queue = %self.capabilities.name, "consumer stopped");
         match fatal.into_inner().unwrap_or_else(|e| e.into_inner()) {
             Some(error) => Err(error.into()),
             None => Ok(()),
@@ -57,12 +56,16 @@ impl Pipeline {
         tracker: &TaskTracker,
         fatal: &Mutex<Option<TransportError>>,
     ) {
-        let mut backoff = RECEIVE_BACKOFF_MIN;
+        let mut backoff = crate::backoff::exponential(RECEIVE_BACKOFF_MIN, RECEIVE_BACKOFF_MAX);
         let in_flight_cap = (self.config.concurrency * IN_FLIGHT_PER_SLOT) as u64;
         loop {
+            // While the lock cannot decide, a receive would only spend a delivery.
+            if !self.pause.wait(&self.stopping).await {
+                return;
+            }
             // Handler slots are freed before the delete; deletes that lag (throttling, a slow
             // endpoint) would otherwise let received messages pile up without bound.
-            while self.metrics.in_flight() >= in_flight_cap {
+            while self.in_flight.get() >= in_flight_cap {
                 tokio::select! {
                     () = self.stopping.cancelled() => return,
                     () = tokio::time::sleep(SETTLING_RECHECK) => {}
@@ -80,14 +83,14 @@ impl Pipeline {
             };
             match received {
                 Ok(messages) => {
-                    backoff = RECEIVE_BACKOFF_MIN;
+                    backoff = crate::backoff::exponential(RECEIVE_BACKOFF_MIN, RECEIVE_BACKOFF_MAX);
                     self.metrics.received(messages.len());
                     if messages.is_empty() {
                         drop(permits);
                         if asked_at.elapsed() < SHORT_POLL {
                             tokio::select! {
                                 () = self.stopping.cancelled() => return,
-                                () = tokio::time::sleep(jitter(SHORT_POLL)) => {}
+                                () = tokio::time::sleep(SHORT_POLL) => {}
                             }
                         }
                         continue;
@@ -105,14 +108,13 @@ impl Pipeline {
                 }
                 Err(error) if error.is_retryable() => {
                     self.metrics.receive_errors();
-                    let pause = jitter(backoff);
+                    let pause = backoff.next().unwrap_or(RECEIVE_BACKOFF_MAX);
                     tracing::warn!(%error, retry_in = ?pause, "receive failed; retrying");
                     drop(permits);
                     tokio::select! {
                         () = self.stopping.cancelled() => return,
                         () = tokio::time::sleep(pause) => {}
                     }
-                    backoff = (backoff * 2).min(RECEIVE_BACKOFF_MAX);
                 }
                 Err(error) => {
                     self.metrics.receive_errors();
@@ -139,7 +141,7 @@ impl Pipeline {
         // Wait briefly for a full batch: with fast handlers slots free up within
         // milliseconds, and a receive of ten costs what a receive of one does.
         let fill_until = Instant::now() + BATCH_FILL_WAIT;
-        while permits.num_permits() < self.config.max_batch {
+        while permits.num_permits() < self.max_batch() {
             match Arc::clone(semaphore).try_acquire_owned() {
                 Ok(more) => permits.merge(more),
                 Err(_) => {
@@ -165,7 +167,7 @@ impl Pipeline {
             return;
         }
         tracing::warn!(
-            in_flight = self.metrics.snapshot().in_flight,
+            in_flight = self.in_flight.get(),
             ?grace,
             "shutdown grace period over: cancelling handlers and returning their messages"
         );
@@ -175,7 +177,12 @@ impl Pipeline {
     }
 }
 
-/// `base` scaled by a random factor in [0.5, 1.5), so many consumers do not retry in step.
-fn jitter(base: Duration) -> Duration {
-    base.mul_f64(rand::rng().random_range(0.5..1.5))
+impl Pipeline {
+    /// Deliveries asked per receive: the configured batch, within what the broker returns.
+    fn max_batch(&self) -> usize {
+        self.config
+            .max_batch
+            .min(self.capabilities.max_batch)
+            .max(1)
+    }
 }

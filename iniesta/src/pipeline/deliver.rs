@@ -1,4 +1,4 @@
-//! One delivery: route, run the handler under its leases, then delete or leave it.
+//! One delivery: route, run the handler under its leases, then settle it.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -9,9 +9,10 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
+use super::delivery::Delivery;
+use super::settle::Settle;
 use super::{CLEANUP_WINDOW, Outcome, Pipeline, Report};
-use crate::config::MAX_VISIBILITY;
-use crate::lock::Lease;
+use crate::lock::{Lease, OnLockLost};
 use crate::router::Route;
 use crate::{BoxError, Context, Message};
 
@@ -21,18 +22,15 @@ enum Finish {
     Failed(String),
     Panicked(String),
     TimedOut(Duration),
+    /// The lock was lost and the policy cancels.
+    LockLost,
     /// Cut off by the end of the shutdown grace period.
     Stopped,
 }
 
 impl Pipeline {
-    pub(super) async fn deliver(
-        self: &Arc<Self>,
-        message: Message,
-        mut lease: Option<Lease>,
-        received_at: Instant,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) -> Report {
+    pub(super) async fn deliver(self: &Arc<Self>, mut delivery: Delivery) -> Report {
+        let message = delivery.message.clone();
         let mut report = Report::of(&message, Outcome::Failed);
         let Some(route) = self.router.route(message.event()) else {
             tracing::warn!(
@@ -41,66 +39,71 @@ impl Pipeline {
                 "no handler and no fallback: left in the queue for its redrive policy"
             );
             self.metrics.no_handler();
-            if let Some(lease) = &lease {
-                self.release(lease).await;
-            }
             report.outcome = Outcome::NoHandler;
+            self.settle(delivery, Settle::Leave).await;
             return report;
         };
         report.handler = Some(Arc::clone(&route.name));
         let ctx = Context::new(
             Arc::clone(&route.name),
-            message.receive_count(),
-            self.queue.max_receive_count,
-            lease.as_ref().and_then(Lease::fencing_token),
+            message.delivery_count(),
+            self.capabilities.max_deliveries,
+            delivery.lease.as_ref().and_then(Lease::fencing_token),
         );
         let finish = self
-            .run_handler(route, &message, &ctx, lease.as_mut(), received_at)
+            .run_handler(
+                route,
+                &message,
+                &ctx,
+                delivery.lease.as_mut(),
+                delivery.received_at,
+            )
             .await;
-        // The handler slot is free once the handler returned: the delete that follows is
-        // batched I/O, and holding the slot through it starves the pollers of full batches.
-        // Settling deliveries are still bounded: pollers wait while too many are in flight.
-        drop(permit);
-        match finish {
+        let how = match finish {
             Finish::Succeeded => {
                 self.metrics.handled();
                 report.outcome = Outcome::Handled;
-                report.acked = self.complete(&message, lease.as_ref()).await;
+                Settle::Done
             }
             Finish::Stopped => {
                 self.metrics.returned();
                 report.outcome = Outcome::Returned;
                 report.error = Some("cut off by the shutdown grace period".to_owned());
-                // Unlock first: whoever receives it next must not find it busy.
-                if let Some(lease) = lease.take() {
-                    self.release(&lease).await;
-                }
-                self.return_message(&message).await;
+                Settle::Return
             }
-            Finish::Failed(error) => self.fail(&message, &ctx, error, &mut report).await,
+            Finish::LockLost => {
+                report.outcome = Outcome::LockLost;
+                let error = "the lock was lost while the handler ran: cancelled and given back";
+                tracing::warn!(
+                    message_id = message.id(),
+                    handler = ctx.handler_name(),
+                    "{error}"
+                );
+                report.error = Some(error.to_owned());
+                Settle::Return
+            }
+            Finish::Failed(error) => self.fail(&message, &ctx, error, &mut report),
             Finish::Panicked(panic) => {
                 self.metrics.panicked();
                 let error = format!("handler panicked: {panic}");
-                self.fail(&message, &ctx, error, &mut report).await;
+                self.fail(&message, &ctx, error, &mut report)
             }
             Finish::TimedOut(after) => {
                 self.metrics.timed_out();
                 let error = format!("handler timed out after {after:?}");
-                self.fail(&message, &ctx, error, &mut report).await;
+                self.fail(&message, &ctx, error, &mut report)
             }
-        }
-        if let Some(lease) = &lease {
-            self.release(lease).await;
-        }
+        };
+        report.acked = self.settle(delivery, how).await;
         report
     }
 
-    /// A failed run: counted, logged, backed off; the message stays in the queue.
-    async fn fail(&self, message: &Message, ctx: &Context, error: String, report: &mut Report) {
+    /// A failed run: counted and logged; the message stays in the queue for a retry.
+    fn fail(&self, message: &Message, ctx: &Context, error: String, report: &mut Report) -> Settle {
         self.metrics.failed();
         self.log_failure(message, ctx, &error);
-        self.back_off(message).await;
         report.error = Some(error);
+        Settle::Retry
     }
 
     async fn run_handler(
@@ -133,10 +136,17 @@ impl Pipeline {
                 None => std::future::pending().await,
             }
         };
+        let lock_lost = async {
+            match self.policy.on_lock_lost {
+                OnLockLost::Cancel => ctx.lock_lost().await,
+                OnLockLost::RunOn => std::future::pending().await,
+            }
+        };
         let cut_off = tokio::select! {
             biased;
             result = &mut handler => return finish(result),
             never = keeper => match never {},
+            () = lock_lost => Finish::LockLost,
             () = timeout => Finish::TimedOut(self.config.handler_timeout.unwrap_or_default()),
             () = self.hard_stop.cancelled() => Finish::Stopped,
         };
@@ -144,83 +154,6 @@ impl Pipeline {
         ctx.cancel();
         let _ = tokio::time::timeout(CLEANUP_WINDOW, &mut handler).await;
         cut_off
-    }
-
-    /// Success: remember it, delete, and only then (in `deliver`) release the lock, so a
-    /// duplicate delivery never finds the message unlocked and unmarked.
-    async fn complete(&self, message: &Message, lease: Option<&Lease>) -> bool {
-        if let (Some(lock), true, Some(lease)) = (&self.lock, self.policy.processed_marker, lease)
-            && let Err(error) = lock
-                .mark_processed(lease.key(), self.policy.processed_ttl)
-                .await
-        {
-            tracing::warn!(message_id = message.id(), %error, "could not set the processed marker");
-        }
-        self.ack(message).await
-    }
-
-    /// A redelivery of a handled message: delete it without running the handler.
-    pub(super) async fn delete_processed(&self, message: Message) -> Report {
-        tracing::info!(
-            message_id = message.id(),
-            "already processed: deleted without handling"
-        );
-        self.metrics.already_processed();
-        let mut report = Report::of(&message, Outcome::AlreadyProcessed);
-        report.acked = self.ack(&message).await;
-        report
-    }
-
-    async fn ack(&self, message: &Message) -> bool {
-        match self.transport.ack(message.receipt().clone()).await {
-            Ok(()) => {
-                self.metrics.deleted();
-                true
-            }
-            Err(error) => {
-                self.metrics.delete_failed();
-                tracing::warn!(
-                    message_id = message.id(),
-                    %error,
-                    "delete failed: the message will come back and the processed marker will skip it"
-                );
-                false
-            }
-        }
-    }
-
-    /// Makes a delivery visible again at once, for another consumer to take without waiting.
-    pub(super) async fn return_message(&self, message: &Message) {
-        if let Err(error) = self
-            .transport
-            .set_visibility(message.receipt().clone(), Duration::ZERO)
-            .await
-        {
-            tracing::warn!(message_id = message.id(), %error, "could not return the message to the queue");
-        }
-    }
-
-    /// After a failure: with a backoff configured, delay the retry, doubling per receive.
-    async fn back_off(&self, message: &Message) {
-        let Some(base) = self.config.retry_backoff else {
-            return;
-        };
-        let delay = backoff(base, self.config.retry_backoff_max, message.receive_count());
-        if let Err(error) = self
-            .transport
-            .set_visibility(message.receipt().clone(), delay)
-            .await
-        {
-            tracing::warn!(message_id = message.id(), %error, "could not delay the retry");
-        }
-    }
-
-    pub(super) async fn release(&self, lease: &Lease) {
-        if let Some(lock) = &self.lock
-            && let Err(error) = lock.release(lease).await
-        {
-            tracing::warn!(key = lease.key(), %error, "could not release the lock; it expires after its ttl");
-        }
     }
 
     fn log_failure(&self, message: &Message, ctx: &Context, error: &str) {
@@ -272,26 +205,9 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-/// `base * 2^(receive_count - 1)`, capped at `max` and at SQS's 12 hours.
-pub(crate) fn backoff(base: Duration, max: Duration, receive_count: u32) -> Duration {
-    let exponent = receive_count.saturating_sub(1).min(30);
-    base.saturating_mul(1 << exponent)
-        .min(max)
-        .min(MAX_VISIBILITY)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let s = Duration::from_secs;
-        assert_eq!(backoff(s(2), s(60), 1), s(2));
-        assert_eq!(backoff(s(2), s(60), 3), s(8));
-        assert_eq!(backoff(s(2), s(60), 10), s(60));
-        assert_eq!(backoff(s(2), s(100_000), 40), s(43_200));
-    }
 
     #[test]
     fn error_chains_and_panics_read_well() {

@@ -1,6 +1,6 @@
-//! The lease keeper: while a handler runs, keep both of its leases (the queue's visibility
-//! timeout and the idempotency lock) alive, each on its own schedule, so a slow call on one
-//! never starves the other.
+//! The lease keeper: while a handler runs, keep both of its leases (the broker's lease, SQS's
+//! visibility timeout, and the idempotency lock) alive, each on its own schedule, so a slow
+//! call on one never starves the other.
 
 use std::time::Duration;
 
@@ -8,16 +8,15 @@ use futures_util::future::join;
 use tokio::time::Instant;
 
 use super::Pipeline;
-use crate::config::MAX_VISIBILITY;
 use crate::lock::Lease;
 use crate::{Context, Message, TransportError};
 
-/// Below this visibility timeout there is no room to extend ahead of expiry.
-const MIN_HEARTBEAT_VISIBILITY: Duration = Duration::from_secs(2);
-/// After a failed visibility extension, try again this soon rather than a whole beat later.
+/// Below this lease there is no room to extend ahead of expiry.
+const MIN_HEARTBEAT_LEASE: Duration = Duration::from_secs(2);
+/// After a failed lease extension, try again this soon rather than a whole beat later.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
-/// SQS counts its 12-hour cap from its own receive, a request's latency before ours.
-const MAX_VISIBILITY_MARGIN: Duration = Duration::from_secs(60);
+/// The broker counts its lease cap from its own receive, a request's latency before ours.
+const MAX_LEASE_MARGIN: Duration = Duration::from_secs(60);
 
 impl Pipeline {
     /// Runs beside the handler until it is dropped; never completes.
@@ -33,20 +32,28 @@ impl Pipeline {
                 self.keep_lock(message, ctx, lease).await;
             }
         };
-        join(self.keep_visible(message, received_at), lock).await;
+        join(self.keep_delivery(message, received_at), lock).await;
         std::future::pending().await
     }
 
-    /// Extends the message's visibility each time `heartbeat_fraction` of it has passed, up to
-    /// the configured maximum (and SQS's 12 hours). Returns when it stops extending.
-    async fn keep_visible(&self, message: &Message, received_at: Instant) {
-        let visibility = self.queue.visibility_timeout;
-        if visibility < MIN_HEARTBEAT_VISIBILITY {
+    /// Extends the delivery's lease each time `heartbeat_fraction` of it has passed, up to the
+    /// configured maximum (and the broker's, SQS's 12 hours). Returns when it stops extending;
+    /// at once when the broker has no lease.
+    async fn keep_delivery(&self, message: &Message, received_at: Instant) {
+        let Some(visibility) = self.capabilities.lease else {
+            return;
+        };
+        if visibility < MIN_HEARTBEAT_LEASE {
             return;
         }
         let fraction = self.config.heartbeat_fraction;
-        let cap = MAX_VISIBILITY.saturating_sub(MAX_VISIBILITY_MARGIN);
-        let limit = received_at + self.config.max_lease.min(cap);
+        let cap = self
+            .capabilities
+            .max_lease
+            .map_or(Duration::MAX, |max| max.saturating_sub(MAX_LEASE_MARGIN));
+        let max_lease = self.config.max_lease.unwrap_or(Duration::MAX).min(cap);
+        // No cap from either side: extend for as long as the handler runs.
+        let limit = received_at.checked_add(max_lease);
         // An extension shorter than a beat buys nothing and, rounded to SQS's whole seconds,
         // can even be zero: stop instead.
         let smallest = visibility.mul_f64(fraction).max(Duration::from_secs(1));
@@ -54,7 +61,8 @@ impl Pipeline {
         loop {
             tokio::time::sleep_until(next).await;
             let now = Instant::now();
-            let remaining = limit.saturating_duration_since(now);
+            let remaining =
+                limit.map_or(Duration::MAX, |limit| limit.saturating_duration_since(now));
             if remaining < smallest {
                 tracing::warn!(
                     message_id = message.id(),
@@ -65,7 +73,7 @@ impl Pipeline {
             let timeout = visibility.min(remaining);
             match self
                 .transport
-                .set_visibility(message.receipt().clone(), timeout)
+                .extend(message.receipt().clone(), timeout)
                 .await
             {
                 Ok(()) => {

@@ -1,9 +1,17 @@
-//! receive -> decode -> lock -> route -> handle -> delete or return, with bounded concurrency.
+//! receive -> decode -> lock -> route -> handle -> settle, with bounded concurrency.
+//!
+//! A [`Delivery`](delivery::Delivery) carries one message with its lease, handler slot and
+//! receipt time from the batch that received it to [`settle`](settle), the one module that
+//! acks, returns, backs off, marks and releases.
 
 mod batch;
 mod consumer;
 mod deliver;
+mod delivery;
 mod lease;
+mod pause;
+mod settle;
+mod slot;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::States;
 use crate::config::ConsumerConfig;
-use crate::lock::IdempotencyLock;
-use crate::metrics::Metrics;
+use crate::lock::{IdempotencyLock, LockPolicy};
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::router::Router;
-use crate::transport::{QueueInfo, Transport};
+use crate::transport::{Capabilities, Transport};
+
+pub(crate) use pause::Pause;
+pub use pause::PauseReason;
+pub(crate) use slot::InFlight;
 
 /// What happened to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +39,17 @@ pub enum Outcome {
     Failed,
     /// No handler for the key and no fallback: left in the queue for its redrive policy.
     NoHandler,
-    /// Another consumer holds the message's lock: skipped, not deleted.
+    /// Another consumer holds the message's lock: not handled, given back for when that lock
+    /// can expire.
     Busy,
     /// The processed marker says it was handled before: deleted without running the handler.
     AlreadyProcessed,
-    /// The lock servers could not be reached: not handled, left for redelivery.
+    /// The lock servers could not be reached: not handled, given back; the consumer pauses
+    /// until the lock answers again.
     LockUnavailable,
+    /// The lock was lost while the handler ran: cancelled and given back (the default
+    /// [`OnLockLost::Cancel`](crate::lock::OnLockLost::Cancel)).
+    LockLost,
     /// The body failed its MD5 check: not handled, not deleted.
     Corrupt,
     /// Made visible again unhandled: shutdown, or an earlier message of its FIFO group failed.
@@ -83,14 +100,6 @@ impl Report {
     }
 }
 
-/// How the lock is used.
-#[derive(Debug, Clone)]
-pub(crate) struct LockPolicy {
-    pub(crate) fail_open: bool,
-    pub(crate) processed_marker: bool,
-    pub(crate) processed_ttl: Duration,
-}
-
 /// Everything a delivery needs, shared by all tasks of one consumer.
 pub(crate) struct Pipeline {
     pub(crate) router: Router,
@@ -99,8 +108,12 @@ pub(crate) struct Pipeline {
     pub(crate) lock: Option<Arc<dyn IdempotencyLock>>,
     pub(crate) policy: LockPolicy,
     pub(crate) config: ConsumerConfig,
-    pub(crate) queue: QueueInfo,
+    pub(crate) capabilities: Capabilities,
     pub(crate) metrics: Arc<Metrics>,
+    /// Deliveries received and not yet settled; each [`Slot`](slot::Slot) takes one back.
+    pub(crate) in_flight: Arc<InFlight>,
+    /// Receiving stops while the lock cannot decide.
+    pub(crate) pause: Arc<Pause>,
     /// Shutdown was asked: stop polling, start nothing new.
     pub(crate) stopping: CancellationToken,
     /// The grace period is over: cancel running handlers and return their messages.
@@ -113,3 +126,13 @@ pub(crate) const IN_FLIGHT_PER_SLOT: usize = 4;
 
 /// How long a cancelled handler may run on to clean up before its future is dropped.
 pub(crate) const CLEANUP_WINDOW: Duration = Duration::from_secs(1);
+
+impl Pipeline {
+    /// The consumer's counters, the in-flight count and the pause state, now.
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let mut snapshot = self.metrics.snapshot();
+        snapshot.in_flight = self.in_flight.get();
+        snapshot.paused = self.pause.reason();
+        snapshot
+    }
+}

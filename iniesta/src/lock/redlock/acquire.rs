@@ -153,7 +153,7 @@ impl Redlock {
                             // Unreachable: a granting server always returns its counter.
                             None => Some(Err(self.no_quorum(count))),
                         },
-                        Outcome::No => Some(Ok(Acquisition::Busy)),
+                        Outcome::No => Some(Ok(Acquisition::Busy { expires_in: None })),
                         Outcome::NoQuorum => Some(Err(self.no_quorum(count))),
                     }
                 };

@@ -110,7 +110,7 @@
 //!             // handle, mark processed, delete, then:
 //!             lock.release(&lease).await.ok();
 //!         }
-//!         Ok(Acquisition::Busy) => { /* another consumer has it: leave the message */ }
+//!         Ok(Acquisition::Busy { .. }) => { /* another consumer has it: leave the message */ }
 //!         Ok(Acquisition::AlreadyProcessed) => { /* delete the message unhandled */ }
 //!         Ok(_) => {}
 //!         Err(e) => tracing::warn!(error = %e, "lock unavailable: leaving the message"),
@@ -179,7 +179,6 @@ const MIN_TTL: Duration = Duration::from_millis(10);
 /// let _app = iniesta::App::builder()
 ///     .transport(queue)
 ///     .lock(lock)
-///     .lock_config(config)
 ///     .build()?;
 /// # Ok(()) }
 /// ```

@@ -13,9 +13,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use self::state::{QueueState, Stored};
-use super::{QueueInfo, Transport};
+use super::sqs::limits::{DEFAULT_RETENTION, DEFAULT_VISIBILITY, MAX_DELAY, MAX_VISIBILITY};
+use super::sqs::{md5_hex, unwrap_sns};
+use super::{Capabilities, Published, Publisher, SqsDetails, Transport};
 use crate::handler::BoxFuture;
-use crate::message::decode::md5_hex;
 use crate::{OutgoingMessage, RawMessage, Receipt, TransportError};
 
 /// A queue in memory that behaves like SQS, under tokio's clock.
@@ -45,11 +46,11 @@ use crate::{OutgoingMessage, RawMessage, Receipt, TransportError};
 /// queue.send(OutgoingMessage::new("Order.created").body("{}"));
 ///
 /// let first = queue.receive(10).await.unwrap();
-/// assert_eq!(first[0].system.receive_count, 1);
-/// // Not deleted: visible again after the visibility timeout.
+/// assert_eq!(first[0].delivery_count, 1);
+/// // Not settled: visible again after the visibility timeout.
 /// tokio::time::advance(Duration::from_secs(31)).await;
 /// let second = queue.receive(10).await.unwrap();
-/// assert_eq!(second[0].system.receive_count, 2);
+/// assert_eq!(second[0].delivery_count, 2);
 /// // The stale receipt cannot delete.
 /// assert!(queue.ack(first[0].receipt.clone()).await.is_err());
 /// # }
@@ -60,7 +61,7 @@ pub struct MemoryQueue {
 }
 
 struct Inner {
-    info: QueueInfo,
+    settings: Settings,
     wait_time: Duration,
     dead_letter: Option<MemoryQueue>,
     state: Mutex<QueueState>,
@@ -68,10 +69,20 @@ struct Inner {
     ids: AtomicU64,
 }
 
+/// What a queue is, as SQS would report it.
+#[derive(Debug, Clone)]
+struct Settings {
+    name: String,
+    visibility_timeout: Duration,
+    max_receive_count: Option<u32>,
+    fifo: bool,
+    retention: Duration,
+}
+
 /// Settings of a [`MemoryQueue`].
 #[derive(Debug, Clone)]
 pub struct MemoryQueueBuilder {
-    info: QueueInfo,
+    settings: Settings,
     wait_time: Duration,
     dead_letter: Option<MemoryQueue>,
 }
@@ -79,13 +90,13 @@ pub struct MemoryQueueBuilder {
 impl MemoryQueueBuilder {
     /// The queue's name (default `memory`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.info.name = name.into();
+        self.settings.name = name.into();
         self
     }
 
     /// The visibility timeout of each delivery (default 30 s).
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
-        self.info.visibility_timeout = timeout;
+        self.settings.visibility_timeout = timeout;
         self
     }
 
@@ -98,19 +109,19 @@ impl MemoryQueueBuilder {
     /// Moves a message to `queue` when it was received `max_receive_count` times and not deleted.
     pub fn dead_letter_queue(mut self, queue: MemoryQueue, max_receive_count: u32) -> Self {
         self.dead_letter = Some(queue);
-        self.info.max_receive_count = Some(max_receive_count);
+        self.settings.max_receive_count = Some(max_receive_count);
         self
     }
 
     /// Makes this a FIFO queue: messages of a group are delivered in order, one batch at a time.
     pub fn fifo(mut self) -> Self {
-        self.info.fifo = true;
+        self.settings.fifo = true;
         self
     }
 
     /// How long messages are kept (default 4 days); reported to the pipeline.
     pub fn retention(mut self, retention: Duration) -> Self {
-        self.info.retention = retention;
+        self.settings.retention = retention;
         self
     }
 
@@ -118,7 +129,7 @@ impl MemoryQueueBuilder {
     pub fn build(self) -> MemoryQueue {
         MemoryQueue {
             inner: Arc::new(Inner {
-                info: self.info,
+                settings: self.settings,
                 wait_time: self.wait_time,
                 dead_letter: self.dead_letter,
                 state: Mutex::new(QueueState::default()),
@@ -139,7 +150,13 @@ impl MemoryQueue {
     /// A queue with SQS's defaults, to be adjusted.
     pub fn builder() -> MemoryQueueBuilder {
         MemoryQueueBuilder {
-            info: QueueInfo::new("memory"),
+            settings: Settings {
+                name: "memory".to_owned(),
+                visibility_timeout: DEFAULT_VISIBILITY,
+                max_receive_count: None,
+                fifo: false,
+                retention: DEFAULT_RETENTION,
+            },
             wait_time: Duration::from_secs(20),
             dead_letter: None,
         }
@@ -149,14 +166,18 @@ impl MemoryQueue {
     /// id, or same body when none is given) is accepted but not enqueued again.
     pub fn send(&self, message: OutgoingMessage) -> String {
         let number = self.inner.ids.fetch_add(1, Ordering::Relaxed) + 1;
-        let id = format!("{}-{number:08}", self.inner.info.name);
-        let md5 = md5_hex(&message.body);
-        let deduplication_id = if self.inner.info.fifo {
-            Some(message.deduplication_id.unwrap_or_else(|| md5.clone()))
+        let id = format!("{}-{number:08}", self.inner.settings.name);
+        // Content-based deduplication: the body's hash stands in for a missing id.
+        let deduplication_id = if self.inner.settings.fifo {
+            Some(
+                message
+                    .deduplication_id
+                    .unwrap_or_else(|| md5_hex(&message.body)),
+            )
         } else {
             None
         };
-        let group_id = match (&message.group_id, self.inner.info.fifo) {
+        let group_id = match (&message.group_id, self.inner.settings.fifo) {
             (Some(group), _) => Some(group.clone()),
             // SQS rejects a FIFO send without a group; the simulator puts it in one.
             (None, true) => Some("default".to_owned()),
@@ -165,7 +186,6 @@ impl MemoryQueue {
         let stored = Stored {
             id: id.clone(),
             body: message.body,
-            md5,
             attributes: message.attributes,
             group_id,
             deduplication_id,
@@ -233,6 +253,22 @@ impl MemoryQueue {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Makes a delivery visible again after `timeout` (SQS `ChangeMessageVisibility`).
+    fn set_visibility(&self, receipt: &Receipt, timeout: Duration) -> Result<(), TransportError> {
+        let timeout = timeout.min(MAX_VISIBILITY);
+        let changed = self
+            .state()
+            .set_visibility(receipt, timeout, Instant::now());
+        if changed && timeout.is_zero() {
+            self.inner.arrivals.notify_waiters();
+        }
+        if changed {
+            Ok(())
+        } else {
+            Err(TransportError::InvalidReceipt)
+        }
+    }
+
     async fn receive_messages(&self, max: usize) -> Vec<RawMessage> {
         let deadline = Instant::now() + self.inner.wait_time;
         loop {
@@ -245,8 +281,8 @@ impl MemoryQueue {
                 state.promote_due(now);
                 let received = state.receive(
                     max,
-                    self.inner.info.visibility_timeout,
-                    self.inner.info.max_receive_count,
+                    self.inner.settings.visibility_timeout,
+                    self.inner.settings.max_receive_count,
                     now,
                 );
                 (received, state.next_due())
@@ -257,7 +293,17 @@ impl MemoryQueue {
                 }
             }
             if !received.deliveries.is_empty() || now >= deadline {
-                return received.deliveries;
+                let mut deliveries = Vec::with_capacity(received.deliveries.len());
+                for (mut delivery, system) in received.deliveries {
+                    let sns = unwrap_sns(&mut delivery).await;
+                    delivery.raw = Some(Arc::new(SqsDetails {
+                        system,
+                        sns,
+                        ..SqsDetails::default()
+                    }));
+                    deliveries.push(delivery);
+                }
+                return deliveries;
             }
             let wake = next_due.map_or(deadline, |due| due.min(deadline));
             tokio::select! {
@@ -269,14 +315,14 @@ impl MemoryQueue {
 
     /// Accepts a message moved here by a source queue's redrive policy, keeping its id.
     fn redrive(&self, mut stored: Stored) {
-        tracing::debug!(message_id = %stored.id, queue = %self.inner.info.name, "moved to the dead-letter queue");
+        tracing::debug!(message_id = %stored.id, queue = %self.inner.settings.name, "moved to the dead-letter queue");
         stored.receive_count = 0;
         stored.receipts.clear();
         stored.in_flight = false;
         stored.generation = 0;
         stored.first_received_at = None;
         stored.redriven = true;
-        if !self.inner.info.fifo {
+        if !self.inner.settings.fifo {
             stored.deduplication_id = None;
         }
         self.state().push(stored, Duration::ZERO, Instant::now());
@@ -299,26 +345,49 @@ impl Transport for MemoryQueue {
         }))
     }
 
-    fn set_visibility(
+    fn nack(
         &self,
         receipt: Receipt,
-        timeout: Duration,
+        delay: Option<Duration>,
     ) -> BoxFuture<'_, Result<(), TransportError>> {
-        let changed = self
-            .state()
-            .set_visibility(&receipt, timeout, Instant::now());
-        if changed && timeout.is_zero() {
-            self.inner.arrivals.notify_waiters();
-        }
-        Box::pin(std::future::ready(if changed {
-            Ok(())
-        } else {
-            Err(TransportError::InvalidReceipt)
-        }))
+        Box::pin(std::future::ready(
+            self.set_visibility(&receipt, delay.unwrap_or_default()),
+        ))
     }
 
-    fn queue_info(&self) -> QueueInfo {
-        self.inner.info.clone()
+    fn extend(&self, receipt: Receipt, by: Duration) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(std::future::ready(self.set_visibility(&receipt, by)))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let settings = &self.inner.settings;
+        let mut capabilities = Capabilities::sqs(settings.name.clone());
+        capabilities.lease = Some(settings.visibility_timeout);
+        capabilities.max_deliveries = settings.max_receive_count;
+        capabilities.ordered_groups = settings.fifo;
+        capabilities.retention = Some(settings.retention);
+        capabilities
+    }
+}
+
+/// The simulator takes what it is sent: a producer in the same process, or a test.
+impl Publisher for MemoryQueue {
+    fn publish(
+        &self,
+        message: OutgoingMessage,
+    ) -> BoxFuture<'_, Result<Published, TransportError>> {
+        let result = if message.delay > MAX_DELAY {
+            Err(TransportError::Service {
+                operation: "SendMessage",
+                retryable: false,
+                source: format!("delay {:?} is over SQS's 15 minutes", message.delay).into(),
+            })
+        } else {
+            Ok(Published {
+                message_id: self.send(message),
+            })
+        };
+        Box::pin(std::future::ready(result))
     }
 }
 
@@ -326,7 +395,7 @@ impl fmt::Debug for MemoryQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (visible, in_flight, delayed) = self.state().counts();
         f.debug_struct("MemoryQueue")
-            .field("name", &self.inner.info.name)
+            .field("name", &self.inner.settings.name)
             .field("visible", &visible)
             .field("in_flight", &in_flight)
             .field("delayed", &delayed)

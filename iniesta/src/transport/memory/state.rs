@@ -7,13 +7,13 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::message::{AttributeValue, RawMessage, Receipt, SystemAttributes};
+use crate::message::{AttributeValue, RawMessage, Receipt};
+use crate::transport::SystemAttributes;
 
 /// One message as the queue stores it.
 pub(super) struct Stored {
     pub(super) id: String,
     pub(super) body: Bytes,
-    pub(super) md5: String,
     pub(super) attributes: HashMap<String, AttributeValue>,
     pub(super) group_id: Option<String>,
     pub(super) deduplication_id: Option<String>,
@@ -32,11 +32,14 @@ pub(super) struct Stored {
 }
 
 impl Stored {
-    fn delivery(&self, receipt: Receipt) -> RawMessage {
+    /// This delivery in the broker-neutral shape, and its SQS system attributes.
+    fn delivery(&self, receipt: Receipt) -> (RawMessage, SystemAttributes) {
         let mut raw = RawMessage::new(self.id.clone(), receipt, self.body.clone());
-        raw.md5_of_body = Some(self.md5.clone());
-        raw.attributes = self.attributes.clone();
-        raw.system = SystemAttributes {
+        raw.headers = self.attributes.clone();
+        raw.delivery_count = self.receive_count;
+        raw.group_id = self.group_id.clone();
+        raw.sent_at = Some(self.sent_at);
+        let system = SystemAttributes {
             receive_count: self.receive_count,
             sent_timestamp: Some(self.sent_at),
             first_receive_timestamp: self.first_received_at,
@@ -48,14 +51,14 @@ impl Stored {
                 .as_ref()
                 .map(|_| format!("{:020}", self.sequence)),
         };
-        raw
+        (raw, system)
     }
 }
 
 /// What a receive found: deliveries, and messages that exceeded `maxReceiveCount`.
 #[derive(Default)]
 pub(super) struct Received {
-    pub(super) deliveries: Vec<RawMessage>,
+    pub(super) deliveries: Vec<(RawMessage, SystemAttributes)>,
     pub(super) dead_letters: Vec<Stored>,
 }
 

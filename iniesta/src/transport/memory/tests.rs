@@ -22,7 +22,7 @@ async fn visibility_timeout_redelivers_with_a_new_receipt() {
     );
     tokio::time::advance(Duration::from_secs(31)).await;
     let second = q.receive(10).await.unwrap();
-    assert_eq!(second[0].system.receive_count, 2);
+    assert_eq!(second[0].delivery_count, 2);
     assert_ne!(first[0].receipt, second[0].receipt);
     assert!(matches!(
         q.ack(first[0].receipt.clone()).await,
@@ -33,16 +33,20 @@ async fn visibility_timeout_redelivers_with_a_new_receipt() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn md5_and_system_attributes_are_reported() {
+async fn headers_and_system_attributes_are_reported() {
     let q = queue();
     q.send(OutgoingMessage::new("A").body("hello"));
     let got = q.receive(1).await.unwrap();
-    assert_eq!(
-        got[0].md5_of_body.as_deref(),
-        Some(md5_hex(b"hello").as_str())
-    );
-    assert!(got[0].system.sent_timestamp.is_some());
-    assert_eq!(got[0].attributes["iniesta_pass"].as_str(), Some("A"));
+    assert!(got[0].sent_at.is_some());
+    assert_eq!(got[0].headers["iniesta_pass"].as_str(), Some("A"));
+    let details = got[0]
+        .raw
+        .as_ref()
+        .unwrap()
+        .downcast_ref::<SqsDetails>()
+        .unwrap();
+    assert_eq!(details.system.receive_count, 1);
+    assert!(details.system.sent_timestamp.is_some());
 }
 
 #[tokio::test(start_paused = true)]
@@ -50,7 +54,7 @@ async fn visibility_zero_returns_at_once_and_extension_holds() {
     let q = queue();
     q.send(OutgoingMessage::new("A"));
     let got = q.receive(1).await.unwrap();
-    q.set_visibility(got[0].receipt.clone(), Duration::from_secs(120))
+    q.extend(got[0].receipt.clone(), Duration::from_secs(120))
         .await
         .unwrap();
     tokio::time::advance(Duration::from_secs(60)).await;
@@ -59,10 +63,8 @@ async fn visibility_zero_returns_at_once_and_extension_holds() {
         tokio::time::advance(Duration::from_secs(61)).await;
         q.receive(1).await.unwrap()
     };
-    q.set_visibility(got[0].receipt.clone(), Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(q.receive(1).await.unwrap()[0].system.receive_count, 3);
+    q.nack(got[0].receipt.clone(), None).await.unwrap();
+    assert_eq!(q.receive(1).await.unwrap()[0].delivery_count, 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -82,7 +84,7 @@ async fn redrive_moves_to_the_dead_letter_queue_after_max_receives() {
     assert!(q.is_empty());
     let dead = dlq.receive(1).await.unwrap();
     assert_eq!(dead[0].id, id);
-    assert_eq!(dead[0].system.receive_count, 1);
+    assert_eq!(dead[0].delivery_count, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -103,9 +105,7 @@ async fn fifo_groups_block_while_in_flight_and_keep_order() {
     assert_eq!(second.len(), 1, "group a is blocked");
     assert_eq!(second[0].body, "b1");
     // Returning a2 while a1 is in flight keeps group a blocked.
-    q.set_visibility(first[1].receipt.clone(), Duration::ZERO)
-        .await
-        .unwrap();
+    q.nack(first[1].receipt.clone(), None).await.unwrap();
     assert!(q.receive(10).await.unwrap().is_empty());
     q.ack(first[0].receipt.clone()).await.unwrap();
     assert_eq!(q.receive(10).await.unwrap()[0].body, "a2");

@@ -12,7 +12,6 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
 };
-use rand::Rng as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -20,14 +19,14 @@ use tokio::time::Instant;
 use super::errors::{EntryFailure, Target, classify, fan_out};
 use crate::{Receipt, TransportError};
 
-/// SQS's limit of entries per batch request.
-pub(super) const MAX_BATCH: usize = 10;
-/// Extra attempts for a whole request that failed with a retryable error.
-const REQUEST_RETRIES: u32 = 3;
-/// Extra attempts for single entries that failed on the server side.
-const ENTRY_RETRIES: u32 = 2;
-/// First backoff between attempts; doubles, plus up to 100 % jitter.
-const BACKOFF_BASE: Duration = Duration::from_millis(50);
+use super::limits::MAX_BATCH;
+
+/// Extra attempts for single entries that failed on the server side. A whole request that
+/// failed was already retried by the SDK (its standard retry mode): not retried again here.
+const ENTRY_RETRIES: usize = 2;
+/// First and largest pause before retrying failed entries.
+const ENTRY_BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const ENTRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Longest one batch request may take. The SDK sets no read timeout, and a half-open
 /// connection would otherwise hold every caller's delete, and shutdown's flush, forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -225,9 +224,10 @@ async fn send_batch(sender: Sender, batch: Vec<(Entry, Reply)>) {
     let operation = sender.kind.operation();
     let mut todo = slots(batch);
     let mut entry_attempt = 0;
+    let mut backoff = crate::backoff::exponential(ENTRY_BACKOFF_FIRST, ENTRY_BACKOFF_MAX);
     while !todo.is_empty() {
         let request: Vec<&Entry> = todo.iter().map(|slot| &slot.entry).collect();
-        let mut failures = match send_with_retries(&sender, &request).await {
+        let mut failures = match send_with_timeout(&sender, &request).await {
             Ok(failures) => failures,
             Err(err) => {
                 answer_all(
@@ -258,41 +258,25 @@ async fn send_batch(sender: Sender, batch: Vec<(Entry, Reply)>) {
         todo = retry;
         if !todo.is_empty() {
             entry_attempt += 1;
-            tokio::time::sleep(backoff(entry_attempt)).await;
+            tokio::time::sleep(backoff.next().unwrap_or(ENTRY_BACKOFF_MAX)).await;
         }
     }
 }
 
-/// Sends `entries` as one request, retrying the whole request on retryable errors.
+/// Sends `entries` as one request (the SDK retries it), bounded in time.
 ///
 /// Returns the failed entries by their position in `entries`.
-async fn send_with_retries(
+async fn send_with_timeout(
     sender: &Sender,
     entries: &[&Entry],
 ) -> Result<HashMap<usize, EntryFailure>, TransportError> {
-    let mut attempt = 0;
-    loop {
-        let result = match tokio::time::timeout(REQUEST_TIMEOUT, send_once(sender, entries)).await {
-            Ok(result) => result,
-            Err(_) => Err(TransportError::Service {
-                operation: sender.kind.operation(),
-                retryable: true,
-                source: format!("no answer within {REQUEST_TIMEOUT:?}").into(),
-            }),
-        };
-        match result {
-            Err(err) if err.is_retryable() && attempt < REQUEST_RETRIES => {
-                attempt += 1;
-                tracing::debug!(
-                    operation = sender.kind.operation(),
-                    attempt,
-                    error = %err,
-                    "batch request failed; retrying"
-                );
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            result => return result,
-        }
+    match tokio::time::timeout(REQUEST_TIMEOUT, send_once(sender, entries)).await {
+        Ok(result) => result,
+        Err(_) => Err(TransportError::Service {
+            operation: sender.kind.operation(),
+            retryable: true,
+            source: format!("no answer within {REQUEST_TIMEOUT:?}").into(),
+        }),
     }
 }
 
@@ -375,13 +359,6 @@ async fn send_once(
     Ok(failures)
 }
 
-/// Exponential backoff with full jitter on top: `base * 2^(attempt-1)` plus up to as much again.
-fn backoff(attempt: u32) -> Duration {
-    let base = BACKOFF_BASE * 2u32.saturating_pow(attempt.saturating_sub(1)).min(64);
-    let jitter = rand::rng().random_range(0..=base.as_millis() as u64);
-    base + Duration::from_millis(jitter)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,14 +379,5 @@ mod tests {
         assert_eq!(slots[0].entry.visibility, 9, "the later timeout wins");
         assert_eq!(slots[0].replies.len(), 2);
         assert_eq!(slots[1].replies.len(), 1);
-    }
-
-    #[test]
-    fn backoff_grows_and_stays_bounded() {
-        for attempt in 1..=10 {
-            let delay = backoff(attempt);
-            let base = BACKOFF_BASE * 2u32.pow((attempt - 1).min(6));
-            assert!(delay >= base && delay <= base * 2, "{attempt}: {delay:?}");
-        }
     }
 }

@@ -8,22 +8,19 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use super::SqsConfig;
 use super::batcher::{Batcher, Kind, Sender};
-use super::convert::{queue_info, queue_name_from_url};
+use super::convert::{capabilities, queue_name_from_url};
 use super::counters::{CountRequests, Counters};
 use super::errors::{Target, classify};
-use super::{Inner, SqsTransport};
-use crate::config::SqsConfig;
+use super::limits::{MAX_VISIBILITY, MAX_WAIT_TIME};
+use super::transport::{Inner, SqsTransport};
 use crate::{ConfigError, Result};
 
 /// The long-poll wait when none is configured (SQS's maximum).
-pub const DEFAULT_WAIT_TIME: Duration = Duration::from_secs(20);
-/// The longest long poll SQS allows.
-pub const MAX_WAIT_TIME: Duration = Duration::from_secs(20);
+pub const DEFAULT_WAIT_TIME: Duration = MAX_WAIT_TIME;
 /// The longest a delete or visibility change waits for others to fill a batch of ten.
 pub const DEFAULT_DELETE_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
-/// SQS's cap on a visibility timeout.
-pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(43_200);
 
 /// Builds an [`SqsTransport`] on an `aws_sdk_sqs::Client` you configured yourself.
 ///
@@ -55,6 +52,7 @@ pub struct SqsTransportBuilder {
     wait_time: Duration,
     visibility_timeout: Option<Duration>,
     delete_flush_interval: Duration,
+    verify_md5: bool,
 }
 
 impl fmt::Debug for SqsTransportBuilder {
@@ -66,6 +64,7 @@ impl fmt::Debug for SqsTransportBuilder {
             .field("wait_time", &self.wait_time)
             .field("visibility_timeout", &self.visibility_timeout)
             .field("delete_flush_interval", &self.delete_flush_interval)
+            .field("verify_md5", &self.verify_md5)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +78,7 @@ impl SqsTransportBuilder {
             wait_time: DEFAULT_WAIT_TIME,
             visibility_timeout: None,
             delete_flush_interval: DEFAULT_DELETE_FLUSH_INTERVAL,
+            verify_md5: true,
         }
     }
 
@@ -102,7 +102,7 @@ impl SqsTransportBuilder {
 
     /// The visibility timeout asked on every receive, up to 12 h; default the queue's own.
     ///
-    /// [`Transport::queue_info`](crate::transport::Transport::queue_info) reports it, so the
+    /// [`Capabilities::lease`](crate::transport::Capabilities::lease) reports it, so the
     /// pipeline's heartbeat follows it.
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
         self.visibility_timeout = Some(timeout);
@@ -113,6 +113,13 @@ impl SqsTransportBuilder {
     /// default 10 ms.
     pub fn delete_flush_interval(mut self, interval: Duration) -> Self {
         self.delete_flush_interval = interval;
+        self
+    }
+
+    /// Whether bodies are checked against `MD5OfBody` (iniesta's `checksum_body`); default on.
+    /// A mismatch is logged as corrupt and the message is left unhandled.
+    pub fn verify_md5(mut self, enabled: bool) -> Self {
+        self.verify_md5 = enabled;
         self
     }
 
@@ -183,10 +190,10 @@ impl SqsTransportBuilder {
             .into_iter()
             .map(|(name, value)| (name.as_str().to_owned(), value))
             .collect();
-        let mut info = queue_info(&display_name, &attributes);
+        let mut capabilities = capabilities(&display_name, &attributes);
         // Deliveries get the timeout asked on receive, not the queue's.
         if let Some(timeout) = self.visibility_timeout {
-            info.visibility_timeout = timeout;
+            capabilities.lease = Some(timeout);
         }
         let target = target(&counters);
         let batcher = |kind| {
@@ -201,22 +208,23 @@ impl SqsTransportBuilder {
         let deletes = batcher(Kind::Delete);
         let visibility_changes = batcher(Kind::ChangeVisibility);
         tracing::debug!(
-            queue = %info.name,
+            queue = %capabilities.name,
             region = %target.region,
             endpoint = %target.endpoint,
-            visibility_timeout = ?info.visibility_timeout,
-            max_receive_count = ?info.max_receive_count,
-            fifo = info.fifo,
+            visibility_timeout = ?capabilities.lease,
+            max_receive_count = ?capabilities.max_deliveries,
+            fifo = capabilities.ordered_groups,
             "connected to SQS"
         );
         Ok(SqsTransport {
             inner: Arc::new(Inner {
                 client,
                 queue_url,
-                info,
+                capabilities,
                 target,
                 wait_time: self.wait_time,
                 visibility_timeout: self.visibility_timeout,
+                verify_md5: self.verify_md5,
                 deletes,
                 visibility_changes,
                 counters,
@@ -224,7 +232,7 @@ impl SqsTransportBuilder {
         })
     }
 
-    /// The queue's name for `QueueInfo` and errors: the name given, else the URL's last segment.
+    /// The queue's name for [`Capabilities`](crate::transport::Capabilities) and errors: the name given, else the URL's last segment.
     fn display_name(&self) -> Result<String, ConfigError> {
         match (&self.queue_name, &self.queue_url) {
             (Some(name), _) => Ok(name.clone()),
@@ -247,7 +255,7 @@ impl SqsTransportBuilder {
             ));
         }
         if let Some(timeout) = self.visibility_timeout
-            && timeout > MAX_VISIBILITY_TIMEOUT
+            && timeout > MAX_VISIBILITY
         {
             return Err(ConfigError::invalid(
                 "visibility_timeout",
@@ -287,6 +295,7 @@ pub(super) async fn connect(config: &SqsConfig) -> Result<SqsTransport> {
     if let Some(interval) = config.delete_flush_interval {
         builder = builder.delete_flush_interval(interval);
     }
+    builder = builder.verify_md5(config.verify_md5);
     builder.connect().await
 }
 

@@ -1,7 +1,6 @@
 //! SDK types to iniesta's: received messages, queue attributes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_sqs::types::{
@@ -9,15 +8,19 @@ use aws_sdk_sqs::types::{
 };
 use bytes::Bytes;
 
-use crate::transport::QueueInfo;
-use crate::{AttributeValue, RawMessage, Receipt, SystemAttributes};
+use super::SystemAttributes;
+use crate::transport::Capabilities;
+use crate::{AttributeValue, RawMessage, Receipt};
+
+/// One delivery in the broker-neutral shape, with what stays SQS's: its system attributes,
+/// its `MD5OfBody`, and the SDK message without its body.
+pub(super) type Converted = (RawMessage, SystemAttributes, Option<String>, SdkMessage);
 
 /// Turns one delivery into a [`RawMessage`], or `None` (logged) when SQS left out its id or
 /// receipt handle: such a message can be neither identified nor deleted.
 ///
-/// The body moves out of the SDK message (no copy); the SDK message without its body is kept
-/// in [`RawMessage::raw`].
-pub(super) fn raw_message(mut message: SdkMessage) -> Option<RawMessage> {
+/// The body moves out of the SDK message (no copy).
+pub(super) fn raw_message(mut message: SdkMessage) -> Option<Converted> {
     let (Some(id), Some(receipt)) = (message.message_id.clone(), message.receipt_handle.clone())
     else {
         tracing::warn!(
@@ -46,15 +49,13 @@ pub(super) fn raw_message(mut message: SdkMessage) -> Option<RawMessage> {
             receive_count: 1,
             ..SystemAttributes::default()
         });
-    Some(RawMessage {
-        id,
-        receipt: Receipt::new(receipt),
-        body,
-        md5_of_body: message.md5_of_body.clone(),
-        attributes,
-        system,
-        raw: Some(Arc::new(message)),
-    })
+    let mut raw = RawMessage::new(id, Receipt::new(receipt), body);
+    raw.headers = attributes;
+    raw.delivery_count = system.receive_count;
+    raw.group_id = system.message_group_id.clone();
+    raw.sent_at = system.sent_timestamp;
+    let md5_of_body = message.md5_of_body.take();
+    Some((raw, system, md5_of_body, message))
 }
 
 fn attribute(id: &str, name: &str, value: &MessageAttributeValue) -> Option<AttributeValue> {
@@ -117,29 +118,29 @@ pub(super) fn queue_name_from_url(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }
 
-/// [`QueueInfo`] from `GetQueueAttributes` (names as SQS spells them).
-pub(super) fn queue_info(name: &str, attributes: &HashMap<String, String>) -> QueueInfo {
+/// [`Capabilities`] from `GetQueueAttributes` (names as SQS spells them).
+pub(super) fn capabilities(name: &str, attributes: &HashMap<String, String>) -> Capabilities {
     let seconds = |key: &str| {
         attributes
             .get(key)
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs)
     };
-    let mut info = QueueInfo::new(name);
+    let mut capabilities = Capabilities::sqs(name);
     if let Some(visibility) = seconds("VisibilityTimeout") {
-        info.visibility_timeout = visibility;
+        capabilities.lease = Some(visibility);
     }
     if let Some(retention) = seconds("MessageRetentionPeriod") {
-        info.retention = retention;
+        capabilities.retention = Some(retention);
     }
-    info.max_receive_count = attributes
+    capabilities.max_deliveries = attributes
         .get("RedrivePolicy")
         .and_then(|p| max_receive_count(p));
-    info.fifo = attributes
+    capabilities.ordered_groups = attributes
         .get("FifoQueue")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         || name.ends_with(".fifo");
-    info
+    capabilities
 }
 
 #[cfg(test)]
@@ -159,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn queue_attributes_become_queue_info() {
+    fn queue_attributes_become_capabilities() {
         let attributes: HashMap<String, String> = [
             ("VisibilityTimeout", "45"),
             ("MessageRetentionPeriod", "600"),
@@ -169,13 +170,13 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let info = queue_info("q.fifo", &attributes);
-        assert_eq!(info.visibility_timeout, Duration::from_secs(45));
-        assert_eq!(info.retention, Duration::from_secs(600));
-        assert_eq!(info.max_receive_count, Some(4));
-        assert!(info.fifo);
-        let plain = queue_info("q", &HashMap::new());
-        assert_eq!(plain, QueueInfo::new("q"));
+        let capabilities = capabilities("q.fifo", &attributes);
+        assert_eq!(capabilities.lease, Some(Duration::from_secs(45)));
+        assert_eq!(capabilities.retention, Some(Duration::from_secs(600)));
+        assert_eq!(capabilities.max_deliveries, Some(4));
+        assert!(capabilities.ordered_groups);
+        let plain = super::capabilities("q", &HashMap::new());
+        assert_eq!(plain, Capabilities::sqs("q"));
     }
 
     #[test]
@@ -222,23 +223,23 @@ mod tests {
             .attributes(MessageSystemAttributeName::SentTimestamp, "1700000000123")
             .attributes(MessageSystemAttributeName::MessageGroupId, "g")
             .build();
-        let raw = raw_message(message).unwrap();
+        let (raw, system, md5, sdk) = raw_message(message).unwrap();
         assert_eq!(raw.id, "m-1");
         assert_eq!(raw.receipt.as_str(), "r-1");
         assert_eq!(&raw.body[..], b"hello");
         assert_eq!(
-            raw.attributes["iniesta_pass"].as_str(),
+            raw.headers["iniesta_pass"].as_str(),
             Some("UserUpdated.user")
         );
-        assert_eq!(raw.attributes["n"].as_i64(), Some(7));
-        assert_eq!(raw.attributes["b"].as_binary(), Some(&[0u8, 255][..]));
-        assert_eq!(raw.system.receive_count, 3);
-        assert_eq!(
-            raw.system.sent_timestamp,
-            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123))
-        );
-        assert_eq!(raw.system.message_group_id.as_deref(), Some("g"));
-        let sdk = raw.raw.unwrap().downcast::<SdkMessage>().unwrap();
+        assert_eq!(raw.headers["n"].as_i64(), Some(7));
+        assert_eq!(raw.headers["b"].as_binary(), Some(&[0u8, 255][..]));
+        assert_eq!(raw.delivery_count, 3);
+        assert_eq!(system.receive_count, 3);
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(raw.sent_at, Some(sent));
+        assert_eq!(system.sent_timestamp, Some(sent));
+        assert_eq!(raw.group_id.as_deref(), Some("g"));
+        assert_eq!(md5.as_deref(), Some("5d41402abc4b2a76b9719d911017c592"));
         assert_eq!(sdk.message_id(), Some("m-1"));
         assert_eq!(sdk.body(), None);
     }

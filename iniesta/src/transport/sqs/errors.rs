@@ -240,6 +240,9 @@ pub(super) fn fan_out(err: TransportError, n: usize) -> Vec<TransportError> {
             .collect(),
         TransportError::InvalidReceipt => (0..n).map(|_| TransportError::InvalidReceipt).collect(),
         TransportError::Closed => (0..n).map(|_| TransportError::Closed).collect(),
+        TransportError::Unsupported { operation } => (0..n)
+            .map(|_| TransportError::Unsupported { operation })
+            .collect(),
     }
 }
 

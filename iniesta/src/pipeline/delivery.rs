@@ -1,0 +1,17 @@
+//! One delivery on its way through the pipeline.
+
+use tokio::time::Instant;
+
+use super::slot::Slot;
+use crate::Message;
+use crate::lock::Lease;
+
+/// A decoded message with what it holds until it is settled: its lock lease, its slot (handler
+/// permit and in-flight place), and when it was received (leases count from then).
+#[derive(Debug)]
+pub(super) struct Delivery {
+    pub(super) message: Message,
+    pub(super) lease: Option<Lease>,
+    pub(super) slot: Slot,
+    pub(super) received_at: Instant,
+}

@@ -1,0 +1,108 @@
+//! Pausing the consumer while its lock cannot decide.
+//!
+//! Every receive spends one of a message's deliveries (SQS `ApproximateReceiveCount`), so
+//! receiving while the lock has no quorum would walk the backlog into the dead-letter queue
+//! unhandled. The first acquisition that fails for lack of quorum pauses receiving; one task
+//! probes the lock with backoff and resumes when it answers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::lock::IdempotencyLock;
+
+/// Why the consumer does not receive right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PauseReason {
+    /// The idempotency lock cannot reach a quorum of its servers.
+    LockUnavailable,
+}
+
+impl fmt::Display for PauseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PauseReason::LockUnavailable => f.write_str("lock unavailable"),
+        }
+    }
+}
+
+/// First and largest pause between probes of an unavailable lock.
+const PROBE_FIRST: Duration = Duration::from_millis(250);
+const PROBE_MAX: Duration = Duration::from_secs(5);
+
+/// Whether receiving is paused, and the wake-up of pollers waiting on it.
+#[derive(Debug, Default)]
+pub(crate) struct Pause {
+    lock_unavailable: AtomicBool,
+    resumed: Notify,
+}
+
+impl Pause {
+    pub(crate) fn reason(&self) -> Option<PauseReason> {
+        self.lock_unavailable
+            .load(Ordering::Acquire)
+            .then_some(PauseReason::LockUnavailable)
+    }
+
+    /// Waits until receiving may go on; `false` when `stopping` was cancelled first.
+    pub(super) async fn wait(&self, stopping: &CancellationToken) -> bool {
+        loop {
+            let resumed = self.resumed.notified();
+            let mut resumed = std::pin::pin!(resumed);
+            resumed.as_mut().enable();
+            if !self.lock_unavailable.load(Ordering::Acquire) {
+                return true;
+            }
+            tokio::select! {
+                () = stopping.cancelled() => return false,
+                () = resumed => {}
+            }
+        }
+    }
+
+    /// Pauses receiving because the lock has no quorum, and starts probing it. Only the first
+    /// caller of an outage logs and probes.
+    pub(super) fn lock_unavailable(
+        self: &Arc<Self>,
+        lock: &Arc<dyn IdempotencyLock>,
+        error: &crate::LockError,
+        stopping: &CancellationToken,
+    ) {
+        if self.lock_unavailable.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::error!(
+            %error,
+            "the lock cannot reach a quorum: receiving paused until it answers again (no \
+             message spends a delivery meanwhile)"
+        );
+        let pause = Arc::clone(self);
+        let lock = Arc::clone(lock);
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            let mut backoff = crate::backoff::exponential(PROBE_FIRST, PROBE_MAX);
+            let since = tokio::time::Instant::now();
+            loop {
+                let pause_for = backoff.next().unwrap_or(PROBE_MAX);
+                tokio::select! {
+                    () = stopping.cancelled() => return,
+                    () = tokio::time::sleep(pause_for) => {}
+                }
+                if lock.probe().await.is_ok() {
+                    break;
+                }
+            }
+            pause.lock_unavailable.store(false, Ordering::Release);
+            pause.resumed.notify_waiters();
+            tracing::info!(
+                paused_for = ?since.elapsed(),
+                "the lock answers again: receiving resumed"
+            );
+        });
+    }
+}

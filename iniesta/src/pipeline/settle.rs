@@ -1,0 +1,155 @@
+//! Settling a delivery, in one place: mark it processed, ack, give it back (at once or after
+//! a delay), back off a failure, release the lock. Every path of the pipeline ends here, and
+//! the delivery's slot is given back when it is dropped at the end.
+
+use std::time::Duration;
+
+use super::Pipeline;
+use super::delivery::Delivery;
+use crate::lock::Lease;
+use crate::transport::sqs::limits::MAX_VISIBILITY;
+
+/// How a delivery is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Settle {
+    /// The handler succeeded: mark processed, ack, then release the lock, so a duplicate
+    /// never finds the message unlocked and unmarked.
+    Done,
+    /// Handled before (the processed marker): ack without running.
+    AlreadyDone,
+    /// The handler failed: release, and with a retry backoff configured delay the redelivery;
+    /// otherwise the lease runs out as it would.
+    Retry,
+    /// Give back at once, unlocked first so whoever receives it next does not find it busy
+    /// (shutdown, a FIFO predecessor not handled, lock lost, lock unavailable).
+    Return,
+    /// Give back after a delay: another consumer's lock on it can expire by then.
+    ReturnAfter(Duration),
+    /// Leave it to its lease and the broker's redrive (no handler for its key).
+    Leave,
+}
+
+impl Pipeline {
+    /// Settles `delivery`; `true` when it was acked.
+    pub(super) async fn settle(&self, mut delivery: Delivery, how: Settle) -> bool {
+        // Settling is I/O: the handler slot goes back to the pollers first.
+        delivery.slot.free_handler();
+        let lease = delivery.lease.take();
+        let message = &delivery.message;
+        match how {
+            Settle::Done => {
+                if let Some(lease) = &lease {
+                    self.mark_processed(message.id(), lease).await;
+                }
+                let acked = self.ack(&delivery).await;
+                self.release(lease).await;
+                acked
+            }
+            Settle::AlreadyDone => {
+                self.release(lease).await;
+                self.ack(&delivery).await
+            }
+            Settle::Retry => {
+                self.release(lease).await;
+                if let Some(base) = self.config.retry_backoff {
+                    let delay = retry_delay(
+                        base,
+                        self.config.retry_backoff_max,
+                        message.delivery_count(),
+                    );
+                    self.nack(&delivery, Some(delay), "could not delay the retry")
+                        .await;
+                }
+                false
+            }
+            Settle::Return => {
+                self.release(lease).await;
+                self.nack(&delivery, None, "could not return the message")
+                    .await;
+                false
+            }
+            Settle::ReturnAfter(delay) => {
+                self.release(lease).await;
+                self.nack(&delivery, Some(delay), "could not delay the redelivery")
+                    .await;
+                false
+            }
+            Settle::Leave => {
+                self.release(lease).await;
+                false
+            }
+        }
+    }
+
+    async fn mark_processed(&self, message_id: &str, lease: &Lease) {
+        if let (Some(lock), true) = (&self.lock, self.policy.processed_marker) {
+            let ttl = self
+                .policy
+                .processed_ttl
+                .or(self.capabilities.retention)
+                .unwrap_or(crate::transport::sqs::limits::DEFAULT_RETENTION);
+            if let Err(error) = lock.mark_processed(lease.key(), ttl).await {
+                tracing::warn!(message_id, %error, "could not set the processed marker");
+            }
+        }
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> bool {
+        match self.transport.ack(delivery.message.receipt().clone()).await {
+            Ok(()) => {
+                self.metrics.deleted();
+                true
+            }
+            Err(error) => {
+                self.metrics.delete_failed();
+                tracing::warn!(
+                    message_id = delivery.message.id(),
+                    %error,
+                    "ack failed: the message will come back and the processed marker will skip it"
+                );
+                false
+            }
+        }
+    }
+
+    async fn nack(&self, delivery: &Delivery, delay: Option<Duration>, failure: &str) {
+        let delay = delay.map(|d| d.min(self.capabilities.max_delay.unwrap_or(d)));
+        if let Err(error) = self
+            .transport
+            .nack(delivery.message.receipt().clone(), delay)
+            .await
+        {
+            tracing::warn!(message_id = delivery.message.id(), %error, "{failure}");
+        }
+    }
+
+    async fn release(&self, lease: Option<Lease>) {
+        if let (Some(lock), Some(lease)) = (&self.lock, lease)
+            && let Err(error) = lock.release(&lease).await
+        {
+            tracing::warn!(key = lease.key(), %error, "could not release the lock; it expires after its ttl");
+        }
+    }
+}
+
+/// `base * 2^(delivery_count - 1)`, capped at `max` and at SQS's 12 hours.
+pub(crate) fn retry_delay(base: Duration, max: Duration, delivery_count: u32) -> Duration {
+    let exponent = delivery_count.saturating_sub(1).min(30);
+    base.saturating_mul(1 << exponent)
+        .min(max)
+        .min(MAX_VISIBILITY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_caps() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_delay(s(2), s(60), 1), s(2));
+        assert_eq!(retry_delay(s(2), s(60), 3), s(8));
+        assert_eq!(retry_delay(s(2), s(60), 10), s(60));
+        assert_eq!(retry_delay(s(2), s(100_000), 40), s(43_200));
+    }
+}

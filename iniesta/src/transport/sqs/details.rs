@@ -1,0 +1,141 @@
+//! What an SQS delivery carries beyond headers and body: its system attributes and SNS
+//! envelope. The SQS transport and the simulator attach it as the message's raw part.
+
+use std::time::SystemTime;
+
+use crate::transport::sns::SnsNotification;
+
+/// The SQS side of a delivery from the SQS transport or the [`MemoryQueue`](super::MemoryQueue)
+/// simulator: read it with [`Message::sqs`](crate::Message::sqs).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SqsDetails {
+    /// The system attributes SQS attached.
+    pub system: SystemAttributes,
+    /// The SNS envelope, when the message arrived as an SNS notification (SNS to SQS without
+    /// raw delivery).
+    pub sns: Option<SnsNotification>,
+    /// The SDK's message as received, without its body (which moved into the
+    /// [`Message`](crate::Message)).
+    #[cfg(feature = "sqs")]
+    pub sdk: Option<aws_sdk_sqs::types::Message>,
+}
+
+/// System attributes SQS attaches to every delivery.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SystemAttributes {
+    /// `ApproximateReceiveCount`: 1 on the first delivery.
+    pub receive_count: u32,
+    /// `SentTimestamp`.
+    pub sent_timestamp: Option<SystemTime>,
+    /// `ApproximateFirstReceiveTimestamp`.
+    pub first_receive_timestamp: Option<SystemTime>,
+    /// `SenderId`.
+    pub sender_id: Option<String>,
+    /// `MessageGroupId` (FIFO queues).
+    pub message_group_id: Option<String>,
+    /// `MessageDeduplicationId` (FIFO queues).
+    pub deduplication_id: Option<String>,
+    /// `SequenceNumber` (FIFO queues).
+    pub sequence_number: Option<String>,
+}
+
+/// Unwraps an SNS envelope in place (SNS to SQS without raw delivery): the body becomes the
+/// published message and the headers its attributes; a trusted envelope's `MessageId`
+/// becomes the idempotency key. Returns the envelope.
+///
+/// SNS without raw delivery sets no SQS attributes: a message that has some is not an
+/// envelope, whatever its body looks like (a producer cannot pick its own keys).
+pub(crate) async fn unwrap_sns(raw: &mut crate::RawMessage) -> Option<SnsNotification> {
+    if !raw.headers.is_empty() {
+        return None;
+    }
+    let unwrapped = crate::transport::sns::unwrap(&raw.body).await?;
+    raw.body = unwrapped.body;
+    raw.headers = unwrapped.attributes;
+    if unwrapped.trusted {
+        raw.idempotency_key = Some(unwrapped.notification.message_id.clone());
+    }
+    Some(unwrapped.notification)
+}
+
+/// Lowercase hex MD5, as SQS reports `MD5OfBody`.
+pub(crate) fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Md5::digest(bytes);
+    let mut out = String::with_capacity(32);
+    for byte in digest {
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 0x0f)] as char);
+    }
+    out
+}
+
+/// The body checked against SQS's `MD5OfBody`.
+pub(crate) fn check_md5(body: &[u8], expected: &str) -> Result<(), crate::DecodeError> {
+    let actual = md5_hex(body);
+    if actual.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(crate::DecodeError::Md5Mismatch {
+            expected: expected.to_owned(),
+            actual,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RawMessage, Receipt};
+
+    #[test]
+    fn md5_is_checked() {
+        assert!(check_md5(b"hello", &md5_hex(b"hello")).is_ok());
+        assert!(check_md5(b"hello", &md5_hex(b"hello").to_uppercase()).is_ok());
+        assert!(matches!(
+            check_md5(b"tampered", &md5_hex(b"hello")),
+            Err(crate::DecodeError::Md5Mismatch { .. })
+        ));
+    }
+
+    fn envelope(message_id: &str) -> String {
+        serde_json::json!({
+            "Type": "Notification",
+            "MessageId": message_id,
+            "TopicArn": "arn:aws:sns:us-east-1:123:t",
+            "Message": "{\"id\":1}",
+            "MessageAttributes": {
+                "iniesta_pass": {"Type": "String", "Value": "UserUpdated.user"},
+                "bin": {"Type": "Binary", "Value": "AAE="}
+            }
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn an_envelope_without_sqs_attributes_is_unwrapped() {
+        let mut raw = RawMessage::new("m-1", Receipt::new("r"), envelope("sns-1"));
+        let sns = unwrap_sns(&mut raw).await.expect("an envelope");
+        assert_eq!(sns.topic_arn, "arn:aws:sns:us-east-1:123:t");
+        assert_eq!(&raw.body[..], b"{\"id\":1}");
+        assert_eq!(
+            raw.headers["iniesta_pass"].as_str(),
+            Some("UserUpdated.user")
+        );
+        assert_eq!(raw.headers["bin"].as_binary(), Some(&[0u8, 1][..]));
+    }
+
+    #[tokio::test]
+    async fn an_envelope_shaped_body_with_sqs_attributes_is_left_alone() {
+        let mut raw = RawMessage::new("m-1", Receipt::new("r"), envelope("forged"));
+        raw.headers
+            .insert("iniesta_pass".into(), "User.updated".into());
+        assert!(unwrap_sns(&mut raw).await.is_none());
+        assert_eq!(raw.idempotency_key, None);
+        let mut plain = RawMessage::new("m-2", Receipt::new("r"), r#"{"Type": "Notification"}"#);
+        assert!(unwrap_sns(&mut plain).await.is_none());
+    }
+}

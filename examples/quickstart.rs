@@ -56,7 +56,7 @@ impl Billing {
     #[handler("InvoiceSent.billing")]
     async fn invoice_sent(&self, msg: Message) -> Result<(), BoxError> {
         let tenant = msg
-            .attribute("tenant")
+            .header("tenant")
             .and_then(|v| v.as_str())
             .unwrap_or("?");
         println!(

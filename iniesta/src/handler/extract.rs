@@ -23,7 +23,7 @@ use crate::{BoxError, Context, Message, States};
 ///
 /// impl FromMessage for Tenant {
 ///     fn from_message(msg: &Message, _: &Context, _: &States) -> Result<Self, BoxError> {
-///         let tenant = msg.attribute("tenant").and_then(|v| v.as_str()).ok_or("no tenant attribute")?;
+///         let tenant = msg.header("tenant").and_then(|v| v.as_str()).ok_or("no tenant header")?;
 ///         Ok(Tenant(tenant.to_owned()))
 ///     }
 /// }

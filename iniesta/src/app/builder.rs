@@ -184,7 +184,7 @@ impl AppBuilder {
 
     /// Remember handled messages so redeliveries are deleted unhandled (default on).
     pub fn processed_marker(mut self, enabled: bool) -> Self {
-        self.lock_config.processed_marker = enabled;
+        self.lock_config.policy.processed_marker = enabled;
         self
     }
 
@@ -241,14 +241,18 @@ impl AppBuilder {
         })?;
         let queue = transport.queue_info();
         let lock: Option<Arc<dyn IdempotencyLock>> = match self.lock {
-            LockChoice::InProcess => Some(Arc::new(MemoryLock::with_ttl(self.lock_config.ttl))),
+            LockChoice::InProcess => Some(Arc::new(MemoryLock::new())),
             LockChoice::Custom(lock) => Some(lock),
             LockChoice::Disabled => None,
         };
         let policy = LockPolicy {
-            fail_open: self.lock_config.fail_open,
-            processed_marker: self.lock_config.processed_marker,
-            processed_ttl: self.lock_config.processed_ttl.unwrap_or(queue.retention),
+            fail_open: self.lock_config.policy.fail_open,
+            processed_marker: self.lock_config.policy.processed_marker,
+            processed_ttl: self
+                .lock_config
+                .policy
+                .processed_ttl
+                .unwrap_or(queue.retention),
         };
         for line in router.describe() {
             tracing::debug!(route = %line, "route");

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Acquisition, IdempotencyLock, Lease};
+use super::{Acquisition, DEFAULT_LOCK_TTL, IdempotencyLock, Lease};
 use crate::LockError;
-use crate::config::DEFAULT_LOCK_TTL;
 use crate::handler::BoxFuture;
 
 /// Locks and processed markers in a map, with the same semantics as the Redis Redlock: leases
@@ -26,7 +25,7 @@ use crate::handler::BoxFuture;
 /// let first = lock.acquire(&["m-1"]).await;
 /// assert!(matches!(first[0], Ok(Acquisition::Acquired(_))));
 /// let second = lock.acquire(&["m-1"]).await;
-/// assert!(matches!(second[0], Ok(Acquisition::Busy)));
+/// assert!(matches!(second[0], Ok(Acquisition::Busy { expires_in: Some(_) })));
 /// # }
 /// ```
 #[derive(Debug)]
@@ -97,8 +96,10 @@ impl IdempotencyLock for MemoryLock {
                 if state.processed.get(*key).is_some_and(|until| *until > now) {
                     return Ok(Acquisition::AlreadyProcessed);
                 }
-                if state.held.get(*key).is_some_and(|(_, until)| *until > now) {
-                    return Ok(Acquisition::Busy);
+                if let Some((_, until)) = state.held.get(*key).filter(|(_, until)| *until > now) {
+                    return Ok(Acquisition::Busy {
+                        expires_in: Some(*until - now),
+                    });
                 }
                 state.next_token += 1;
                 let fencing = state.next_token;

@@ -142,7 +142,7 @@ impl Pipeline {
         match acquisition {
             Ok(Acquisition::Acquired(lease)) => Step::Run(message, Some(lease)),
             Ok(Acquisition::AlreadyProcessed) => Step::Delete(message),
-            Ok(Acquisition::Busy) => {
+            Ok(Acquisition::Busy { .. }) => {
                 tracing::debug!(
                     message_id = message.id(),
                     "locked by another consumer: skipped"

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use iniesta::lock::redlock::Redlock;
 use iniesta::lock::{Acquisition, IdempotencyLock, Lease, MemoryLock};
-use support::redis::{RedisServer, lock_config, urls};
+use support::redis::{RedisServer, redlock_config, urls};
 
 /// A lock under test, with whatever must stay alive while it is used.
 struct Subject {
@@ -28,9 +28,9 @@ async fn memory(ttl: Duration) -> Subject {
 
 async fn redlock(ttl: Duration, servers: usize, fencing: bool) -> Subject {
     let servers = RedisServer::start_many(servers);
-    let mut config = lock_config(&urls(&servers));
-    config.ttl = ttl;
-    config.fencing = fencing;
+    let config = redlock_config(&urls(&servers))
+        .with_ttl(ttl)
+        .with_fencing(fencing);
     let lock = Redlock::connect(&config).await.expect("connect");
     Subject {
         lock: Arc::new(lock),
@@ -47,7 +47,17 @@ fn acquired(result: &Result<Acquisition, iniesta::LockError>) -> Lease {
 }
 
 fn is_busy(result: &Result<Acquisition, iniesta::LockError>) -> bool {
-    matches!(result, Ok(Acquisition::Busy))
+    matches!(result, Ok(Acquisition::Busy { .. }))
+}
+
+/// The holder's remaining ttl a busy answer reports.
+fn expires_in(result: &Result<Acquisition, iniesta::LockError>) -> Duration {
+    match result {
+        Ok(Acquisition::Busy {
+            expires_in: Some(left),
+        }) => *left,
+        other => panic!("expected Busy with a remaining ttl, got {other:?}"),
+    }
 }
 
 async fn acquire_one(
@@ -122,6 +132,38 @@ async fn extension_keeps_a_lock_past_its_ttl(s: Subject) {
     }
     assert!(lease.acquired_at() > first, "the lease was not renewed");
     assert!(first.elapsed() > ttl * 3 / 2);
+    s.lock.release(&lease).await.expect("release");
+}
+
+async fn a_busy_key_tells_when_its_holder_expires(s: Subject) {
+    let ttl = s.lock.ttl();
+    let mut lease = acquired(&acquire_one(&*s.lock, "k").await);
+    let first = expires_in(&acquire_one(&*s.lock, "k").await);
+    assert!(
+        first <= ttl && first > ttl - Duration::from_secs(1),
+        "{first:?} of {ttl:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = expires_in(&acquire_one(&*s.lock, "k").await);
+    assert!(
+        later + Duration::from_millis(250) <= first,
+        "the remaining ttl did not shrink: {first:?} then {later:?}"
+    );
+    // An extension pushes it back out.
+    assert!(s.lock.extend(&mut lease).await.expect("extend"));
+    let extended = expires_in(&acquire_one(&*s.lock, "k").await);
+    assert!(extended > later, "{later:?} then {extended:?}");
+    s.lock.release(&lease).await.expect("release");
+}
+
+async fn a_busy_key_is_free_once_its_remaining_ttl_passes(s: Subject) {
+    let _crashed = acquired(&acquire_one(&*s.lock, "k").await);
+    tokio::time::sleep(s.lock.ttl() / 3).await;
+    let left = expires_in(&acquire_one(&*s.lock, "k").await);
+    assert!(left < s.lock.ttl(), "{left:?}");
+    // The holder never releases (it crashed): after `expires_in` the key is free.
+    tokio::time::sleep(left + Duration::from_millis(50)).await;
+    let lease = acquired(&acquire_one(&*s.lock, "k").await);
     s.lock.release(&lease).await.expect("release");
 }
 
@@ -253,6 +295,17 @@ macro_rules! behaviour {
             #[tokio::test]
             async fn extension_keeps_a_lock_past_its_ttl() {
                 super::extension_keeps_a_lock_past_its_ttl(subject(SHORT_TTL).await).await;
+            }
+
+            #[tokio::test]
+            async fn a_busy_key_tells_when_its_holder_expires() {
+                super::a_busy_key_tells_when_its_holder_expires(subject(TTL).await).await;
+            }
+
+            #[tokio::test]
+            async fn a_busy_key_is_free_once_its_remaining_ttl_passes() {
+                super::a_busy_key_is_free_once_its_remaining_ttl_passes(subject(SHORT_TTL).await)
+                    .await;
             }
 
             #[tokio::test]

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use iniesta::config::{ConsumerConfig, LockConfig};
+use iniesta::config::ConsumerConfig;
 use iniesta::lock::redlock::Redlock;
 use iniesta::transport::{MemoryQueue, Transport};
 use iniesta::{App, IdempotencyKey, Message, MetricsSnapshot, OutgoingMessage, RunningApp};
-use support::redis::{RedisServer, lock_config, urls};
+use support::redis::{RedisServer, redlock_config, urls};
 use tokio::time::Instant;
 
 /// Handler runs per idempotency key.
@@ -60,19 +60,12 @@ fn queue(visibility: Duration) -> MemoryQueue {
 }
 
 /// A consumer of `queue` under `lock` whose handler records its run and takes `work`.
-fn consumer(
-    queue: &MemoryQueue,
-    lock: Redlock,
-    config: &LockConfig,
-    runs: &Runs,
-    work: Duration,
-) -> RunningApp {
+fn consumer(queue: &MemoryQueue, lock: Redlock, runs: &Runs, work: Duration) -> RunningApp {
     let runs = runs.clone();
     App::builder()
         .registered_handlers(false)
         .transport(queue.clone())
         .lock(lock)
-        .lock_config(config.clone())
         .consumer_config(by_attribute())
         .shutdown_grace(Duration::from_secs(5))
         .handler("Work", move |msg: Message| {
@@ -99,21 +92,19 @@ fn sum(a: &MetricsSnapshot, b: &MetricsSnapshot, f: fn(&MetricsSnapshot) -> u64)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_given_one_event_at_once_run_it_once() {
     let servers = RedisServer::start_many(3);
-    let config = lock_config(&urls(&servers));
+    let config = redlock_config(&urls(&servers));
     let queue = queue(Duration::from_secs(1));
     let runs = Runs::default();
     // Two processes: two locks of their own on the same servers.
     let one = consumer(
         &queue,
         Redlock::connect(&config).await.unwrap(),
-        &config,
         &runs,
         Duration::from_millis(100),
     );
     let two = consumer(
         &queue,
         Redlock::connect(&config).await.unwrap(),
-        &config,
         &runs,
         Duration::from_millis(100),
     );
@@ -146,14 +137,14 @@ async fn two_consumers_given_one_event_at_once_run_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handled_message_whose_delete_failed_is_not_run_again() {
     let servers = RedisServer::start_many(3);
-    let config = lock_config(&urls(&servers));
+    let config = redlock_config(&urls(&servers));
     let lock = Redlock::connect(&config).await.unwrap();
     // Visibility 300 ms, no heartbeat below 2 s: the handler (600 ms) outlives its delivery, the
     // message is received again meanwhile (and found locked), and the delete with the old
     // receipt fails. The redelivery after that finds the processed marker.
     let queue = queue(Duration::from_millis(300));
     let runs = Runs::default();
-    let app = consumer(&queue, lock, &config, &runs, Duration::from_millis(600));
+    let app = consumer(&queue, lock, &runs, Duration::from_millis(600));
     queue.send(event("slow"));
 
     wait_until("the queue drains", Duration::from_secs(10), || {
@@ -177,11 +168,11 @@ async fn a_handled_message_whose_delete_failed_is_not_run_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processed_marker_stops_a_later_copy_of_a_handled_event() {
     let servers = RedisServer::start_many(1);
-    let config = lock_config(&urls(&servers));
+    let config = redlock_config(&urls(&servers));
     let lock = Redlock::connect(&config).await.unwrap();
     let queue = queue(Duration::from_secs(5));
     let runs = Runs::default();
-    let app = consumer(&queue, lock, &config, &runs, Duration::ZERO);
+    let app = consumer(&queue, lock, &runs, Duration::ZERO);
     queue.send(event("once"));
     wait_until("handled", Duration::from_secs(5), || {
         app.metrics().handled == 1
@@ -201,12 +192,12 @@ async fn the_processed_marker_stops_a_later_copy_of_a_handled_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_majority_of_redis_down_nothing_is_handled_or_lost() {
     let mut servers = RedisServer::start_many(3);
-    let mut config = lock_config(&urls(&servers));
+    let mut config = redlock_config(&urls(&servers));
     config.call_timeout = Duration::from_millis(200);
     let lock = Redlock::connect(&config).await.unwrap();
     let queue = queue(Duration::from_millis(500));
     let runs = Runs::default();
-    let app = consumer(&queue, lock, &config, &runs, Duration::ZERO);
+    let app = consumer(&queue, lock, &runs, Duration::ZERO);
     servers[0].kill();
     servers[1].kill();
 
@@ -244,21 +235,19 @@ async fn with_a_majority_of_redis_down_nothing_is_handled_or_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extension_keeps_a_long_handlers_lock() {
     let servers = RedisServer::start_many(3);
-    let mut config = lock_config(&urls(&servers));
-    config.ttl = Duration::from_millis(300);
+    let mut config = redlock_config(&urls(&servers));
+    config.ttl = Some(Duration::from_millis(300));
     let queue = queue(Duration::from_secs(2));
     let runs = Runs::default();
     let one = consumer(
         &queue,
         Redlock::connect(&config).await.unwrap(),
-        &config,
         &runs,
         Duration::from_millis(1500),
     );
     let two = consumer(
         &queue,
         Redlock::connect(&config).await.unwrap(),
-        &config,
         &runs,
         Duration::from_millis(1500),
     );

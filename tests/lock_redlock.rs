@@ -10,7 +10,7 @@ use std::time::Duration;
 use iniesta::LockError;
 use iniesta::lock::redlock::Redlock;
 use iniesta::lock::{Acquisition, IdempotencyLock, Lease};
-use support::redis::{LatencyProxy, RedisServer, lock_config, urls};
+use support::redis::{LatencyProxy, RedisServer, redlock_config, urls};
 use tokio::time::Instant;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -52,7 +52,7 @@ fn redlock_is_send_sync_and_cheap_to_clone() {
 #[tokio::test]
 async fn one_of_three_servers_killed_still_locks() {
     let mut servers = RedisServer::start_many(3);
-    let lock = Redlock::connect(&lock_config(&urls(&servers)))
+    let lock = Redlock::connect(&redlock_config(&urls(&servers)))
         .await
         .unwrap();
     servers[0].kill();
@@ -62,7 +62,7 @@ async fn one_of_three_servers_killed_still_locks() {
     acquired(&results[1]);
     assert!(matches!(
         acquire_one(&lock, "a").await,
-        Ok(Acquisition::Busy)
+        Ok(Acquisition::Busy { .. })
     ));
     assert!(lock.extend(&mut lease).await.unwrap());
     lock.mark_processed("a", Duration::from_secs(60))
@@ -78,7 +78,7 @@ async fn one_of_three_servers_killed_still_locks() {
 #[tokio::test]
 async fn two_of_three_down_is_no_quorum_until_they_return() {
     let mut servers = RedisServer::start_many(3);
-    let lock = Redlock::connect(&lock_config(&urls(&servers)))
+    let lock = Redlock::connect(&redlock_config(&urls(&servers)))
         .await
         .unwrap();
     let mut held = acquired(&acquire_one(&lock, "held").await);
@@ -106,7 +106,7 @@ async fn two_of_three_down_is_no_quorum_until_they_return() {
 #[tokio::test]
 async fn retries_wait_for_a_quorum_to_return() {
     let mut servers = RedisServer::start_many(3);
-    let mut config = lock_config(&urls(&servers));
+    let mut config = redlock_config(&urls(&servers));
     config.retry_count = 5;
     config.retry_delay = Duration::from_millis(200);
     let lock = Redlock::connect(&config).await.unwrap();
@@ -119,7 +119,7 @@ async fn retries_wait_for_a_quorum_to_return() {
         down[1].restart();
         down
     });
-    // One call: the retries (jittered 100-300 ms apart) outlast the outage.
+    // One call: the retries (jittered 200-400 ms apart) outlast the outage.
     let result = acquire_one(&lock, "a").await;
     acquired(&result);
     drop(restarter.await.unwrap());
@@ -128,7 +128,7 @@ async fn retries_wait_for_a_quorum_to_return() {
 #[tokio::test]
 async fn a_busy_key_is_not_retried() {
     let servers = RedisServer::start_many(3);
-    let mut config = lock_config(&urls(&servers));
+    let mut config = redlock_config(&urls(&servers));
     config.retry_count = 3;
     config.retry_delay = Duration::from_secs(1);
     let lock = Redlock::connect(&config).await.unwrap();
@@ -136,7 +136,7 @@ async fn a_busy_key_is_not_retried() {
     let start = Instant::now();
     assert!(matches!(
         acquire_one(&lock, "a").await,
-        Ok(Acquisition::Busy)
+        Ok(Acquisition::Busy { .. })
     ));
     assert!(
         start.elapsed() < Duration::from_millis(500),
@@ -148,7 +148,7 @@ async fn a_busy_key_is_not_retried() {
 #[tokio::test]
 async fn a_hung_server_does_not_hold_calls() {
     let servers = RedisServer::start_many(3);
-    let mut config = lock_config(&urls(&servers));
+    let mut config = redlock_config(&urls(&servers));
     config.call_timeout = Duration::from_millis(400);
     let lock = Redlock::connect(&config).await.unwrap();
     servers[2].pause();
@@ -195,7 +195,7 @@ async fn a_hung_server_does_not_hold_calls() {
 #[tokio::test]
 async fn a_hung_single_server_times_out_every_call() {
     let servers = RedisServer::start_many(1);
-    let mut config = lock_config(&urls(&servers));
+    let mut config = redlock_config(&urls(&servers));
     config.call_timeout = Duration::from_millis(300);
     let lock = Redlock::connect(&config).await.unwrap();
     let mut lease = acquired(&acquire_one(&lock, "a").await);
@@ -231,7 +231,7 @@ async fn a_batch_is_one_round_trip_per_server() {
         for server in &servers {
             proxies.push(LatencyProxy::start(server.port(), DELAY).await);
         }
-        let mut config = lock_config(&proxies.iter().map(LatencyProxy::url).collect::<Vec<_>>());
+        let mut config = redlock_config(&proxies.iter().map(LatencyProxy::url).collect::<Vec<_>>());
         config.call_timeout = Duration::from_secs(2);
         config.fencing = fencing;
         let lock = Redlock::connect(&config).await.unwrap();
@@ -247,7 +247,8 @@ async fn a_batch_is_one_round_trip_per_server() {
 
         let keys: Vec<String> = (0..10).map(|i| format!("batch-{i}")).collect();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let command = if fencing { "evalsha" } else { "set" };
+        // The acquire script, with or without fencing.
+        let command = "evalsha";
         let before: Vec<(u64, u64)> = servers
             .iter()
             .map(|s| (s.calls(command), s.calls("exists")))
@@ -276,13 +277,13 @@ async fn a_batch_is_one_round_trip_per_server() {
 async fn a_grant_slower_than_the_ttl_is_refused() {
     let servers = RedisServer::start_many(1);
     let proxy = LatencyProxy::start(servers[0].port(), Duration::from_millis(60)).await;
-    let mut config = lock_config(&[proxy.url()]);
-    config.ttl = Duration::from_millis(100);
+    let mut config = redlock_config(&[proxy.url()]);
+    config.ttl = Some(Duration::from_millis(100));
     config.call_timeout = Duration::from_secs(1);
     let lock = Redlock::connect(&config).await.unwrap();
     let result = acquire_one(&lock, "slow").await;
     assert!(
-        matches!(result, Err(LockError::TooSlow { ttl, .. }) if ttl == config.ttl),
+        matches!(result, Err(LockError::TooSlow { ttl, .. }) if Some(ttl) == config.ttl),
         "{result:?}"
     );
 }
@@ -290,7 +291,7 @@ async fn a_grant_slower_than_the_ttl_is_refused() {
 #[tokio::test]
 async fn a_marker_on_any_server_means_processed_and_leaves_no_lock_behind() {
     let servers = RedisServer::start_many(3);
-    let config = lock_config(&urls(&servers));
+    let config = redlock_config(&urls(&servers));
     let lock = Redlock::connect(&config).await.unwrap();
     // As if a marking had reached only one server (two were down then).
     let done = format!("{}m", config.done_prefix);
@@ -313,17 +314,20 @@ async fn a_marker_on_any_server_means_processed_and_leaves_no_lock_behind() {
 #[tokio::test]
 async fn partial_grants_are_released() {
     let servers = RedisServer::start_many(3);
-    let config = lock_config(&urls(&servers));
+    let config = redlock_config(&urls(&servers));
     let lock = Redlock::connect(&config).await.unwrap();
     // Another owner holds "p" on two servers: we can only get the third.
     let lock_key = format!("{}p", config.key_prefix);
     servers[0].cli(&["SET", &lock_key, "someone-else", "PX", "60000"]);
     servers[1].cli(&["SET", &lock_key, "someone-else", "PX", "60000"]);
 
-    assert!(matches!(
-        acquire_one(&lock, "p").await,
-        Ok(Acquisition::Busy)
-    ));
+    // Free when a majority can grant it: ours (released) and the first holder's to expire.
+    let result = acquire_one(&lock, "p").await;
+    assert!(
+        matches!(result, Ok(Acquisition::Busy { expires_in: Some(d) })
+            if d > Duration::from_secs(59) && d <= Duration::from_secs(60)),
+        "{result:?}"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         !servers[2].exists(&lock_key),
@@ -335,7 +339,7 @@ async fn partial_grants_are_released() {
 #[tokio::test]
 async fn fencing_tokens_grow_across_different_majorities() {
     let mut servers = RedisServer::start_many(3);
-    let mut config = lock_config(&urls(&servers));
+    let mut config = redlock_config(&urls(&servers));
     config.fencing = true;
     let lock = Redlock::connect(&config).await.unwrap();
     let fence_key = format!("{}fence:k", config.key_prefix);
@@ -372,7 +376,7 @@ async fn fencing_tokens_grow_across_different_majorities() {
 #[tokio::test]
 async fn scripts_are_loaded_again_after_a_flush() {
     let servers = RedisServer::start_many(1);
-    let mut config = lock_config(&urls(&servers));
+    let mut config = redlock_config(&urls(&servers));
     config.fencing = true;
     let lock = Redlock::connect(&config).await.unwrap();
     let mut lease = acquired(&acquire_one(&lock, "a").await);
@@ -385,9 +389,73 @@ async fn scripts_are_loaded_again_after_a_flush() {
 }
 
 #[tokio::test]
+async fn probe_succeeds_while_a_majority_answers() {
+    let mut servers = RedisServer::start_many(3);
+    let config = redlock_config(&urls(&servers));
+    let lock = Redlock::connect(&config).await.unwrap();
+    lock.probe().await.expect("three of three answer");
+    servers[0].kill();
+    lock.probe().await.expect("two of three answer");
+
+    servers[1].kill();
+    let result = lock.probe().await;
+    // Two failures decide: the third's answer may not be counted.
+    assert!(
+        matches!(result, Err(LockError::NoQuorum { total: 3, needed: 2, answered }) if answered <= 1),
+        "{result:?}"
+    );
+
+    // A hung server fails the probe within the call timeout.
+    servers[0].restart();
+    // The health check reconnects within 500 ms.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    servers[2].pause();
+    let start = Instant::now();
+    let result = lock.probe().await;
+    let elapsed = start.elapsed();
+    servers[2].resume();
+    assert!(is_no_quorum(&result, 1), "{result:?}");
+    assert!(
+        elapsed < config.call_timeout + Duration::from_millis(200),
+        "{elapsed:?}"
+    );
+
+    servers[1].restart();
+    lock.probe().await.expect("a majority is back");
+    // A probe locks nothing.
+    for server in &servers {
+        assert_eq!(server.cli(&["DBSIZE"]), "0");
+    }
+}
+
+#[tokio::test]
+async fn probe_follows_a_single_server_down_and_back() {
+    let mut servers = RedisServer::start_many(1);
+    let lock = Redlock::connect(&redlock_config(&urls(&servers)))
+        .await
+        .unwrap();
+    lock.probe().await.expect("up");
+    servers[0].kill();
+    assert!(
+        matches!(
+            lock.probe().await,
+            Err(LockError::NoQuorum {
+                answered: 0,
+                total: 1,
+                needed: 1
+            })
+        ),
+        "a dead server answered"
+    );
+    servers[0].restart();
+    lock.probe().await.expect("back");
+    acquired(&acquire_one(&lock, "k").await);
+}
+
+#[tokio::test]
 async fn startup_with_a_majority_down_starts_and_recovers() {
     let mut servers = RedisServer::start_many(3);
-    let config = lock_config(&urls(&servers));
+    let config = redlock_config(&urls(&servers));
     servers[0].kill();
     servers[1].kill();
     let lock = Redlock::connect(&config)
@@ -439,14 +507,14 @@ async fn startup_warns_when_servers_are_not_independent() {
 
     // iniesta's old default: three databases of one server.
     let one = servers[0].url();
-    let config = lock_config(&[format!("{one}/0"), format!("{one}/1"), format!("{one}/2")]);
+    let config = redlock_config(&[format!("{one}/0"), format!("{one}/1"), format!("{one}/2")]);
     Redlock::connect(&config).await.unwrap();
     assert!(logs.text().contains("not independent"), "{}", logs.text());
 
     // Two addresses, one server behind them (here a proxy): Redis's run_id gives it away.
     let proxy = LatencyProxy::start(servers[1].port(), Duration::ZERO).await;
     let logs_before = logs.text().len();
-    Redlock::connect(&lock_config(&[
+    Redlock::connect(&redlock_config(&[
         servers[1].url(),
         proxy.url(),
         servers[0].url(),
@@ -458,7 +526,7 @@ async fn startup_warns_when_servers_are_not_independent() {
 
     // Two servers: independent but even.
     let logs_before = logs.text().len();
-    Redlock::connect(&lock_config(&urls(&servers)))
+    Redlock::connect(&redlock_config(&urls(&servers)))
         .await
         .unwrap();
     let text = logs.text()[logs_before..].to_owned();
@@ -469,7 +537,7 @@ async fn startup_warns_when_servers_are_not_independent() {
 #[tokio::test]
 async fn logs_never_show_passwords() {
     let (logs, _guard) = Logs::capture();
-    let mut config = lock_config(&["redis://:hunter2@127.0.0.1:1".to_owned()]);
+    let mut config = redlock_config(&["redis://:hunter2@127.0.0.1:1".to_owned()]);
     config.call_timeout = Duration::from_millis(100);
     let lock = Redlock::connect(&config).await.unwrap();
     let _ = acquire_one(&lock, "a").await;
@@ -485,7 +553,7 @@ async fn a_tls_url_speaks_tls_and_fails_cleanly_against_a_plain_server() {
     // (rustls has its crypto provider) and not a hang.
     let server = RedisServer::start();
     let url = urls(std::slice::from_ref(&server))[0].replacen("redis://", "rediss://", 1);
-    let lock = Redlock::connect(&lock_config(&[url])).await.unwrap();
+    let lock = Redlock::connect(&redlock_config(&[url])).await.unwrap();
     let started = Instant::now();
     let result = acquire_one(&lock, "tls").await;
     assert!(

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use iniesta::config::LockConfig;
 use iniesta::lock::redlock::Redlock;
+use iniesta::lock::redlock::RedlockConfig;
 
 #[path = "support/drain.rs"]
 mod support;
@@ -87,15 +87,14 @@ fn drain(
         server.cli(&["FLUSHALL"]);
     }
     runtime.block_on(async {
-        let mut config = LockConfig::default();
-        config.redis_urls = servers.iter().map(Server::url).collect();
-        config.fencing = fencing;
-        config.processed_marker = marker;
+        let config = RedlockConfig::default()
+            .with_urls(servers.iter().map(Server::url))
+            .with_fencing(fencing);
         let lock = Redlock::connect(&config).await.expect("redlock");
         let (elapsed, metrics) = support::drain(|builder| {
             builder
                 .lock(lock)
-                .lock_config(config)
+                .processed_marker(marker)
                 .concurrency(concurrency)
         })
         .await;

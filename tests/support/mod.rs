@@ -4,3 +4,4 @@
 
 pub mod redis;
 pub mod sqs;
+pub mod wait;

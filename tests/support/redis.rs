@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use iniesta::config::LockConfig;
+use iniesta::lock::redlock::RedlockConfig;
 
 /// A `redis-server` child process on a loopback port; killed when dropped.
 #[derive(Debug)]
@@ -200,21 +200,23 @@ fn ping(port: u16) -> bool {
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
 
-/// A lock configuration for `servers`, with key prefixes no other test uses.
-pub fn lock_config(urls: &[String]) -> LockConfig {
+/// A Redlock configuration for `urls`, with key prefixes no other test uses, a 300 ms call
+/// timeout and no retries.
+pub fn redlock_config(urls: &[String]) -> RedlockConfig {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let unique = format!(
         "{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let mut config = LockConfig::default();
-    config.redis_urls = urls.to_vec();
-    config.key_prefix = format!("test:{unique}:event:");
-    config.done_prefix = format!("test:{unique}:done:");
-    config.call_timeout = Duration::from_millis(300);
-    config.retry_count = 0;
-    config
+    RedlockConfig::default()
+        .with_urls(urls.iter().cloned())
+        .with_key_prefixes(
+            format!("test:{unique}:event:"),
+            format!("test:{unique}:done:"),
+        )
+        .with_call_timeout(Duration::from_millis(300))
+        .with_retry(0, Duration::ZERO)
 }
 
 /// The URLs of `servers`.

@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
-use crate::config::{Config, ConsumerConfig, DEFAULT_LOCK_TTL};
+use crate::config::{Config, ConsumerConfig};
 use crate::error::{ConfigError, Location, RegistryError};
 use crate::handler::{BoxedHandler, Handler};
-use crate::lock::{IdempotencyLock, LockPolicy, MemoryLock, OnLockLost};
+use crate::lock::{DEFAULT_LOCK_TTL, IdempotencyLock, LockPolicy, MemoryLock, OnLockLost};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::router::{RouteEntry, Router};
@@ -83,8 +83,8 @@ impl AppBuilder {
     pub fn from_config(config: &Config) -> Self {
         AppBuilder {
             consumer: config.consumer.clone(),
-            policy: config.lock.policy(),
-            lock_ttl: Some(config.lock.ttl),
+            policy: config.lock.policy.clone(),
+            lock_ttl: config.lock.lock_ttl(),
             ..AppBuilder::default()
         }
     }

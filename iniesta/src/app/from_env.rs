@@ -82,7 +82,7 @@ async fn connect_lock(config: &Config) -> Result<Option<Arc<dyn IdempotencyLock>
     if !config.lock.enabled {
         return Ok(None);
     }
-    let lock = crate::lock::redlock::Redlock::connect(&config.lock).await?;
+    let lock = crate::lock::redlock::Redlock::connect(&config.lock.redlock).await?;
     Ok(Some(Arc::new(lock)))
 }
 

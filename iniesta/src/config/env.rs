@@ -77,27 +77,24 @@ impl<'a> Env<'a> {
         parse_duration(&raw).map(Some).ok_or_else(|| {
             ConfigError::invalid(
                 name,
-                "a duration such as 250ms, 10s, 5m, 1h or a number of seconds",
+                "a duration such as 250ms, 10s, 1m30s, 1h or a number of seconds",
                 raw,
             )
         })
     }
 }
 
-/// Parses `250ms`, `10s`, `1.5s`, `5m`, `1h` or a bare number of seconds.
+/// Parses a [`humantime`] span (`250ms`, `10s`, `1m30s`, `2h 5m`) or a bare number of seconds
+/// (`10`, `1.5`): iniesta's settings were numbers of seconds, so those still work.
 pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(seconds).ok()
+    if text.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
+        return text
+            .parse::<f64>()
+            .ok()
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+    }
+    humantime::parse_duration(text).ok()
 }

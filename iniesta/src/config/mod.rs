@@ -24,21 +24,23 @@
 //! | `INIESTA_LOG_BODIES` | false | include bodies in failure logs (they are confidential) |
 //! | `INIESTA_LOCK_ENABLED` | true | take the Redlock before handling |
 //! | `INIESTA_REDIS_URLS` | `redis://127.0.0.1:6379` | comma-separated Redlock servers |
-//! | `INIESTA_LOCK_TIMEOUT` | 10s | lock ttl |
+//! | `INIESTA_LOCK_TIMEOUT` | the queue's visibility timeout | lock ttl |
 //! | `INIESTA_LOCK_RETRY_COUNT` | 1 | extra acquire attempts when no quorum was reached |
-//! | `INIESTA_LOCK_RETRY_DELAY` | 200ms | base delay between attempts (jittered) |
+//! | `INIESTA_LOCK_RETRY_DELAY` | 200ms | least delay between attempts (jittered up to 2x) |
 //! | `INIESTA_LOCK_KEY_PREFIX` | `sqs:event:` | lock key prefix |
 //! | `INIESTA_PROCESSED_MARKER` | true | remember handled messages |
 //! | `INIESTA_PROCESSED_MARKER_TTL` | the queue's retention | how long |
 //! | `INIESTA_LOCK_FAIL_OPEN` | false | handle without the lock when Redis is down |
 //! | `INIESTA_LOCK_FENCING` | false | hand a fencing token to handlers |
+//! | `INIESTA_LOCK_LOST` | `cancel` | a handler whose lock is lost: `cancel` or `run-on` |
 //! | `INIESTA_REDIS_TIMEOUT` | 500ms | timeout of every Redis call |
 //!
-//! Durations take `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
+//! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
+//! `1h`) or a bare number of seconds (`1.5`).
 
 mod env;
+mod lock;
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::message::{DecodeOptions, IdempotencyKey};
@@ -49,6 +51,8 @@ pub use crate::transport::sqs::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 
 use env::Env;
 
+pub use lock::LockConfig;
+
 /// The message attribute that carries the event key, as in iniesta (Python).
 pub const DEFAULT_EVENT_ATTRIBUTE: &str = "iniesta_pass";
 /// Handlers running at once.
@@ -57,14 +61,6 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_MAX_BATCH: usize = MAX_BATCH;
 /// Time in-flight handlers get to finish at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// The lock ttl (iniesta's `INIESTA_LOCK_TIMEOUT`).
-pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(10);
-/// The lock key prefix (iniesta's).
-pub const DEFAULT_LOCK_KEY_PREFIX: &str = "sqs:event:";
-/// The processed-marker key prefix.
-pub const DEFAULT_DONE_KEY_PREFIX: &str = "sqs:done:";
-/// The default Redlock server.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// All settings: the consumer, the SQS queue, the lock.
 #[derive(Debug, Clone, Default)]
@@ -249,120 +245,11 @@ fn read_sqs(env: &Env<'_>) -> Result<SqsConfig, ConfigError> {
     })
 }
 
-/// The idempotency lock and processed marker.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct LockConfig {
-    /// Take the lock before handling (`INIESTA_LOCK_ENABLED`).
-    pub enabled: bool,
-    /// Redlock servers, each independent (`INIESTA_REDIS_URLS`).
-    pub redis_urls: Vec<String>,
-    /// Lock ttl (`INIESTA_LOCK_TIMEOUT`).
-    pub ttl: Duration,
-    /// Extra attempts when no quorum was reached.
-    pub retry_count: u32,
-    /// Base delay between attempts; jittered.
-    pub retry_delay: Duration,
-    /// Lock key prefix (`sqs:event:`).
-    pub key_prefix: String,
-    /// Processed-marker key prefix (`sqs:done:`).
-    pub done_prefix: String,
-    /// Remember handled messages so a redelivery is deleted unhandled.
-    pub processed_marker: bool,
-    /// How long to remember them (default: the queue's retention period).
-    pub processed_ttl: Option<Duration>,
-    /// Handle without the lock when the lock servers are unreachable.
-    pub fail_open: bool,
-    /// Hand a fencing token (Redis `INCR`) to handlers.
-    pub fencing: bool,
-    /// Timeout of every call to a lock server.
-    pub call_timeout: Duration,
-}
-
-impl Default for LockConfig {
-    fn default() -> Self {
-        LockConfig {
-            enabled: true,
-            redis_urls: vec![DEFAULT_REDIS_URL.to_owned()],
-            ttl: DEFAULT_LOCK_TTL,
-            retry_count: 1,
-            retry_delay: Duration::from_millis(200),
-            key_prefix: DEFAULT_LOCK_KEY_PREFIX.to_owned(),
-            done_prefix: DEFAULT_DONE_KEY_PREFIX.to_owned(),
-            processed_marker: true,
-            processed_ttl: None,
-            fail_open: false,
-            fencing: false,
-            call_timeout: Duration::from_millis(500),
-        }
-    }
-}
-
-impl LockConfig {
-    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let d = LockConfig::default();
-        let redis_urls = match env.string("INIESTA_REDIS_URLS")? {
-            Some(list) => {
-                let urls: Vec<String> = list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if urls.is_empty()
-                    || urls
-                        .iter()
-                        .any(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")))
-                {
-                    return Err(ConfigError::invalid(
-                        "INIESTA_REDIS_URLS",
-                        "comma-separated redis:// or rediss:// URLs",
-                        redact_urls(&list),
-                    ));
-                }
-                urls
-            }
-            None => d.redis_urls,
-        };
-        Ok(LockConfig {
-            enabled: env.bool("INIESTA_LOCK_ENABLED")?.unwrap_or(d.enabled),
-            redis_urls,
-            ttl: env.duration("INIESTA_LOCK_TIMEOUT")?.unwrap_or(d.ttl),
-            retry_count: env
-                .int("INIESTA_LOCK_RETRY_COUNT", 0, 100)?
-                .map_or(d.retry_count, |n| n as u32),
-            retry_delay: env
-                .duration("INIESTA_LOCK_RETRY_DELAY")?
-                .unwrap_or(d.retry_delay),
-            key_prefix: env
-                .string("INIESTA_LOCK_KEY_PREFIX")?
-                .unwrap_or(d.key_prefix),
-            done_prefix: d.done_prefix,
-            processed_marker: env
-                .bool("INIESTA_PROCESSED_MARKER")?
-                .unwrap_or(d.processed_marker),
-            processed_ttl: env.duration("INIESTA_PROCESSED_MARKER_TTL")?,
-            fail_open: env.bool("INIESTA_LOCK_FAIL_OPEN")?.unwrap_or(d.fail_open),
-            fencing: env.bool("INIESTA_LOCK_FENCING")?.unwrap_or(d.fencing),
-            call_timeout: env
-                .duration("INIESTA_REDIS_TIMEOUT")?
-                .unwrap_or(d.call_timeout),
-        })
-    }
-}
-
-impl LockConfig {
-    /// How the pipeline uses the lock, from these settings.
-    pub fn policy(&self) -> crate::lock::LockPolicy {
-        let mut policy = crate::lock::LockPolicy::default();
-        policy.processed_marker = self.processed_marker;
-        policy.processed_ttl = self.processed_ttl;
-        policy.fail_open = self.fail_open;
-        policy
-    }
-}
-
 /// URLs with their passwords replaced, for logs and errors.
+#[cfg_attr(
+    not(feature = "redis"),
+    allow(dead_code, reason = "only Redis URLs carry passwords")
+)]
 pub(crate) fn redact_urls(list: &str) -> String {
     list.split(',')
         .map(|url| redact_url(url.trim()))
@@ -371,6 +258,10 @@ pub(crate) fn redact_urls(list: &str) -> String {
 }
 
 /// A URL with its password replaced: `redis://user:secret@host` becomes `redis://user:***@host`.
+#[cfg_attr(
+    not(feature = "redis"),
+    allow(dead_code, reason = "only Redis URLs carry passwords")
+)]
 pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -381,26 +272,6 @@ pub(crate) fn redact_url(url: &str) -> String {
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => format!("{scheme}://***@{host}"),
-    }
-}
-
-impl fmt::Debug for LockConfig {
-    // Redis URLs may carry passwords.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let urls: Vec<String> = self.redis_urls.iter().map(|u| redact_url(u)).collect();
-        f.debug_struct("LockConfig")
-            .field("enabled", &self.enabled)
-            .field("redis_urls", &urls)
-            .field("ttl", &self.ttl)
-            .field("retry_count", &self.retry_count)
-            .field("retry_delay", &self.retry_delay)
-            .field("key_prefix", &self.key_prefix)
-            .field("processed_marker", &self.processed_marker)
-            .field("processed_ttl", &self.processed_ttl)
-            .field("fail_open", &self.fail_open)
-            .field("fencing", &self.fencing)
-            .field("call_timeout", &self.call_timeout)
-            .finish()
     }
 }
 

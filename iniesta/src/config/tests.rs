@@ -17,12 +17,45 @@ fn defaults_match_iniesta() {
     let c = config(&[]).unwrap();
     assert_eq!(c.consumer.decode.event_attribute, "iniesta_pass");
     assert_eq!(c.consumer.max_batch, 10);
-    assert_eq!(c.lock.ttl, Duration::from_secs(10));
-    assert_eq!(c.lock.retry_count, 1);
-    assert_eq!(c.lock.key_prefix, "sqs:event:");
-    assert_eq!(c.lock.redis_urls, vec!["redis://127.0.0.1:6379"]);
-    assert!(c.lock.processed_marker);
-    assert!(!c.lock.fail_open);
+    assert!(c.lock.enabled);
+    // None: the lock ttl follows the queue's visibility timeout.
+    assert_eq!(c.lock.redlock.ttl, None);
+    assert_eq!(c.lock.redlock.retry_count, 1);
+    assert_eq!(c.lock.redlock.key_prefix, "sqs:event:");
+    assert_eq!(c.lock.redlock.urls, vec!["redis://127.0.0.1:6379"]);
+    assert_eq!(c.lock.policy, crate::lock::LockPolicy::default());
+    assert!(!c.sqs.is_configured());
+}
+
+#[test]
+fn lock_settings_go_to_their_owners() {
+    let c = config(&[
+        ("INIESTA_LOCK_TIMEOUT", "1m30s"),
+        ("INIESTA_LOCK_RETRY_DELAY", "50ms"),
+        ("INIESTA_LOCK_FENCING", "true"),
+        ("INIESTA_PROCESSED_MARKER", "false"),
+        ("INIESTA_PROCESSED_MARKER_TTL", "2days"),
+        ("INIESTA_LOCK_FAIL_OPEN", "yes"),
+        ("INIESTA_LOCK_LOST", "run-on"),
+        ("INIESTA_LOCK_ENABLED", "false"),
+    ])
+    .unwrap();
+    assert!(!c.lock.enabled);
+    assert_eq!(c.lock.redlock.ttl, Some(Duration::from_secs(90)));
+    assert_eq!(c.lock.redlock.retry_delay, Duration::from_millis(50));
+    assert!(c.lock.redlock.fencing);
+    let policy = &c.lock.policy;
+    assert!(!policy.processed_marker && policy.fail_open);
+    assert_eq!(policy.processed_ttl, Some(Duration::from_secs(2 * 86_400)));
+    assert_eq!(policy.on_lock_lost, crate::lock::OnLockLost::RunOn);
+
+    let err = config(&[("INIESTA_LOCK_LOST", "ignore")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("INIESTA_LOCK_LOST") && err.contains("cancel or run-on"),
+        "{err}"
+    );
     assert!(!c.sqs.is_configured());
 }
 
@@ -46,7 +79,7 @@ fn out_of_range_values_name_the_variable() {
 #[test]
 fn redis_urls_are_validated_and_redacted() {
     let c = config(&[("INIESTA_REDIS_URLS", "redis://a:1, rediss://:pw@b:2")]).unwrap();
-    assert_eq!(c.lock.redis_urls, vec!["redis://a:1", "rediss://:pw@b:2"]);
+    assert_eq!(c.lock.redlock.urls, vec!["redis://a:1", "rediss://:pw@b:2"]);
     assert!(!format!("{:?}", c.lock).contains("pw"));
     let err = config(&[("INIESTA_REDIS_URLS", "http://u:secret@a")]).unwrap_err();
     assert!(!err.to_string().contains("secret"), "{err}");
@@ -90,8 +123,14 @@ fn durations_parse() {
     assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
     assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
     assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+    assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("1h 5m"), Some(Duration::from_secs(3900)));
+    assert_eq!(parse_duration(" 0.25 "), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration(""), None);
+    assert_eq!(parse_duration("."), None);
+    assert_eq!(parse_duration("s"), None);
     assert_eq!(parse_duration("-1"), None);
-    assert_eq!(parse_duration("5 days"), None);
+    assert_eq!(parse_duration("5 fortnights"), None);
     assert_eq!(
         parse_duration("99999999999999999999999"),
         None,

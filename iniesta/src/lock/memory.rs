@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Acquisition, IdempotencyLock, Lease};
+use super::{Acquisition, DEFAULT_LOCK_TTL, IdempotencyLock, Lease};
 use crate::LockError;
-use crate::config::DEFAULT_LOCK_TTL;
 use crate::handler::BoxFuture;
 
 /// Locks and processed markers in a map, with the same semantics as the Redis Redlock: leases
@@ -26,7 +25,7 @@ use crate::handler::BoxFuture;
 /// let first = lock.acquire(&["m-1"]).await;
 /// assert!(matches!(first[0], Ok(Acquisition::Acquired(_))));
 /// let second = lock.acquire(&["m-1"]).await;
-/// assert!(matches!(second[0], Ok(Acquisition::Busy { .. })));
+/// assert!(matches!(second[0], Ok(Acquisition::Busy { expires_in: Some(_) })));
 /// # }
 /// ```
 #[derive(Debug)]

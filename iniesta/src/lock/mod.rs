@@ -11,10 +11,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use memory::MemoryLock;
-pub use policy::{LockPolicy, OnLockLost};
+pub use policy::{LockPolicy, OnLockLost, ParseOnLockLostError};
 
 use crate::LockError;
 use crate::handler::BoxFuture;
+
+/// The lock ttl when nothing else sets it (iniesta's `INIESTA_LOCK_TIMEOUT`).
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(10);
 
 /// The outcome of trying to lock one key.
 #[derive(Debug)]
@@ -22,10 +25,14 @@ use crate::handler::BoxFuture;
 pub enum Acquisition {
     /// The lock is ours until released or expired.
     Acquired(Lease),
-    /// Another consumer holds it: do not handle, do not delete. `expires_in` is the holder's
-    /// remaining lock ttl, when known: the delivery is given back for when it can expire.
+    /// Another consumer holds it: do not handle, do not delete.
     Busy {
-        /// The holder's remaining ttl.
+        /// The holder's remaining lock ttl: the earliest the key can be free again, unless
+        /// the holder extends or releases it first. `None` when unknown (a lock without a
+        /// ttl, or too few servers told).
+        ///
+        /// The pipeline makes the message visible again after it, so a crashed holder's
+        /// message is received again once its lock can be taken, not at an arbitrary time.
         expires_in: Option<Duration>,
     },
     /// The message was handled already (processed marker): delete it without handling.
@@ -130,9 +137,16 @@ pub trait IdempotencyLock: Send + Sync + 'static {
     /// How long a lease holds before it must be extended.
     fn ttl(&self) -> Duration;
 
-    /// Whether the lock can decide right now (Redlock: a quorum of servers answers). The
-    /// pipeline stops receiving while acquisitions fail for lack of it, and probes until this
-    /// succeeds before it resumes.
+    /// Whether the lock can be taken right now: `Ok` when it reaches what it needs (for the
+    /// Redlock, a majority of its servers), without locking anything.
+    ///
+    /// The pipeline stops receiving while acquisitions fail for want of a quorum, and calls
+    /// this to know when to start again. The default, for locks that cannot be unavailable,
+    /// is `Ok(())`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NoQuorum`] (or another [`LockError`]) while the lock cannot be taken.
     fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
         Box::pin(std::future::ready(Ok(())))
     }

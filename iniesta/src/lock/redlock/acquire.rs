@@ -1,13 +1,15 @@
 //! Acquiring a batch: one pipeline per server, votes counted per key, partial grants released,
 //! fencing tokens settled, retries when no quorum answered.
 
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ConstantBuilder};
 use futures_util::StreamExt;
-use rand::Rng;
 use redis::Value;
 use tokio::time::Instant;
 
 use super::quorum::{self, Count, Outcome};
-use super::{Commands, FENCE_TTL, Inner, Redlock, as_u64, finish_in_background, millis, scripts};
+use super::{Commands, FENCE_TTL, Redlock, as_u64, finish_in_background, millis, scripts};
 use crate::LockError;
 use crate::lock::Acquisition;
 
@@ -21,14 +23,18 @@ impl Redlock {
         let mut results: Vec<Option<Result<Acquisition, LockError>>> =
             keys.iter().map(|_| None).collect();
         let mut todo: Vec<usize> = (0..keys.len()).collect();
-        for attempt in 0..=inner.retry_count {
-            if attempt > 0 {
-                let jitter = rand::rng().random_range(0.5..1.5);
-                tokio::time::sleep(inner.retry_delay.mul_f64(jitter)).await;
-            }
+        // Jittered, so consumers that failed together do not come back together: each delay
+        // is `retry_delay` plus up to as much again.
+        let mut delays = ConstantBuilder::default()
+            .with_delay(inner.retry_delay)
+            .with_max_times(inner.retry_count as usize)
+            .with_jitter()
+            .build()
+            .peekable();
+        for attempt in 0.. {
             let batch: Vec<&str> = todo.iter().map(|&i| keys[i].as_str()).collect();
             let outcomes = self.try_acquire(&batch).await;
-            let last = attempt == inner.retry_count;
+            let last = delays.peek().is_none();
             let mut again = Vec::new();
             for (index, outcome) in todo.into_iter().zip(outcomes) {
                 let transient = matches!(
@@ -42,8 +48,9 @@ impl Redlock {
                 results[index] = Some(outcome);
             }
             todo = again;
-            if todo.is_empty() {
-                break;
+            match delays.next() {
+                Some(delay) if !todo.is_empty() => tokio::time::sleep(delay).await,
+                _ => break,
             }
         }
         let total = inner.instances.len();
@@ -67,12 +74,16 @@ impl Redlock {
         let start = Instant::now();
         let tokens: Vec<String> = keys.iter().map(|_| new_token()).collect();
         let ttl_ms = millis(inner.ttl);
+        let script: &'static redis::Script = if inner.fencing {
+            &scripts::ACQUIRE_FENCED
+        } else {
+            &scripts::ACQUIRE
+        };
         let mut commands = Commands::default();
         for (key, token) in keys.iter().zip(&tokens) {
+            let acquire = commands.cmd("EVALSHA").arg(script.get_hash());
             if inner.fencing {
-                commands
-                    .cmd("EVALSHA")
-                    .arg(scripts::ACQUIRE_FENCED.get_hash())
+                acquire
                     .arg(2)
                     .arg(inner.lock_key(key))
                     .arg(inner.fence_key(key))
@@ -80,29 +91,26 @@ impl Redlock {
                     .arg(ttl_ms)
                     .arg(millis(FENCE_TTL));
             } else {
-                commands
-                    .cmd("SET")
+                acquire
+                    .arg(1)
                     .arg(inner.lock_key(key))
                     .arg(token)
-                    .arg("NX")
-                    .arg("PX")
                     .arg(ttl_ms);
             }
-            if inner.processed_marker {
-                commands.cmd("EXISTS").arg(inner.done_key(key));
-            }
+            // Read whether or not the policy writes markers: one found was written after a
+            // handler succeeded, so the message was handled (a read in the same round trip).
+            commands.cmd("EXISTS").arg(inner.done_key(key));
         }
-        let script = inner.fencing.then(|| &*scripts::ACQUIRE_FENCED);
 
         let mut votes = vec![KeyVotes::new(total); keys.len()];
         let mut silent = 0;
         let mut replied = vec![false; total];
-        let mut replies = self.send_all(commands, script);
+        let mut replies = self.send_all(commands, Some(script));
         while let Some((index, reply)) = replies.next().await {
             replied[index] = true;
             match reply
                 .ok()
-                .and_then(|values| inner.read_acquire(&values, keys.len()))
+                .and_then(|values| read_acquire(&values, keys.len()))
             {
                 Some(answers) => {
                     for (key_votes, answer) in votes.iter_mut().zip(answers) {
@@ -153,7 +161,9 @@ impl Redlock {
                             // Unreachable: a granting server always returns its counter.
                             None => Some(Err(self.no_quorum(count))),
                         },
-                        Outcome::No => Some(Ok(Acquisition::Busy { expires_in: None })),
+                        Outcome::No => Some(Ok(Acquisition::Busy {
+                            expires_in: quorum::free_after(&key_votes.free_after, total),
+                        })),
                         Outcome::NoQuorum => Some(Err(self.no_quorum(count))),
                     }
                 };
@@ -274,40 +284,37 @@ impl Redlock {
     }
 }
 
-impl Inner {
-    /// Reads one server's answer to an acquire pipeline: one [`Answer`] per key, or `None` when
-    /// the reply does not have the expected shape.
-    fn read_acquire(&self, values: &[Value], keys: usize) -> Option<Vec<Answer>> {
-        let per_key = if self.processed_marker { 2 } else { 1 };
-        if values.len() != keys * per_key {
-            return None;
-        }
-        values
-            .chunks(per_key)
-            .map(|chunk| {
-                let (granted, fence) = if self.fencing {
-                    let fence = as_u64(&chunk[0])?;
-                    (fence > 0, Some(fence).filter(|f| *f > 0))
-                } else {
-                    match &chunk[0] {
-                        Value::Okay => (true, None),
-                        Value::SimpleString(s) if s == "OK" => (true, None),
-                        Value::Nil => (false, None),
-                        _ => return None,
-                    }
-                };
-                let marker = match chunk.get(1) {
-                    None => false,
-                    Some(value) => as_u64(value)? > 0,
-                };
-                Some(Answer {
-                    granted,
-                    marker,
-                    fence,
-                })
-            })
-            .collect()
+/// Reads one server's answer to an acquire pipeline: one [`Answer`] per key, or `None` when
+/// the reply does not have the expected shape.
+fn read_acquire(values: &[Value], keys: usize) -> Option<Vec<Answer>> {
+    if values.len() != keys * 2 {
+        return None;
     }
+    values
+        .chunks(2)
+        .map(|chunk| {
+            let Value::Array(grant) = &chunk[0] else {
+                return None;
+            };
+            let [Value::Int(grant), Value::Int(pttl)] = grant.as_slice() else {
+                return None;
+            };
+            let granted = *grant > 0;
+            let holder_ttl = match *pttl {
+                _ if granted => None,
+                // No expiry: someone set the key by hand; it may never be free.
+                -1 => None,
+                // Gone meanwhile (-2), or expiring now.
+                ms => Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            };
+            Some(Answer {
+                granted,
+                marker: as_u64(&chunk[1])? > 0,
+                fence: granted.then(|| u64::try_from(*grant).ok()).flatten(),
+                holder_ttl,
+            })
+        })
+        .collect()
 }
 
 /// One server's answer about one key.
@@ -315,7 +322,10 @@ impl Inner {
 struct Answer {
     granted: bool,
     marker: bool,
+    /// The fencing counter where granted (1 without fencing, unused then).
     fence: Option<u64>,
+    /// Where refused: the holder's remaining ttl (`None`: no expiry).
+    holder_ttl: Option<Duration>,
 }
 
 /// All servers' answers about one key.
@@ -324,6 +334,8 @@ struct KeyVotes {
     count: Count,
     marker: bool,
     fences: Vec<u64>,
+    /// Per server that answered: how soon it could grant the key (`None`: not foreseeably).
+    free_after: Vec<Option<Duration>>,
 }
 
 impl KeyVotes {
@@ -332,6 +344,7 @@ impl KeyVotes {
             count: Count::new(total),
             marker: false,
             fences: Vec::new(),
+            free_after: Vec::new(),
         }
     }
 
@@ -339,8 +352,11 @@ impl KeyVotes {
         if answer.granted {
             self.count.yes();
             self.fences.extend(answer.fence);
+            // Ours now, released at once if the key is not held on a majority.
+            self.free_after.push(Some(Duration::ZERO));
         } else {
             self.count.no();
+            self.free_after.push(answer.holder_ttl);
         }
         self.marker |= answer.marker;
     }

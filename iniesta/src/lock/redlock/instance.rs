@@ -194,7 +194,8 @@ impl Instance {
         });
     }
 
-    async fn ping(&self) {
+    /// Pings the server within the call timeout: whether it answered.
+    pub(super) async fn ping(&self) -> bool {
         let was_up = self.is_up();
         let mut connection = self.connection.clone();
         let command = redis::cmd("PING");
@@ -209,6 +210,7 @@ impl Instance {
             // Back after failing: perhaps restarted, with an empty script cache.
             self.load_scripts().await;
         }
+        result.is_ok()
     }
 
     /// Sends `commands` (in the next pipeline to the server) and returns one value per command,

@@ -4,11 +4,11 @@
 //!
 //! [`Redlock`] follows the algorithm on redis.io, with each batch of keys pipelined:
 //!
-//! 1. For a received batch, one pipeline goes to every server at once, holding per key
-//!    `SET {key_prefix}{key} <token> NX PX <ttl>` and, when the processed marker is on,
-//!    `EXISTS {done_prefix}{key}` (with fencing on, a Lua script replaces the `SET`: see
-//!    below). Ten messages cost one round trip per server, not ten. The token is 128 random
-//!    bits, in hex.
+//! 1. For a received batch, one pipeline goes to every server at once, holding per key a Lua
+//!    script that runs `SET {key_prefix}{key} <token> NX PX <ttl>` and, when that fails,
+//!    returns the holder's `PTTL` (with fencing on, it also increments the key's counter: see
+//!    below), then `EXISTS {done_prefix}{key}`. Ten messages cost one round trip per server,
+//!    not ten. The token is 128 random bits, in hex.
 //! 2. A key is held when a majority of servers said yes and the time spent is below
 //!    `ttl - drift` (drift = 1% of the ttl + 2 ms). The lease is valid for `ttl - drift` from the
 //!    moment the request went out.
@@ -17,6 +17,14 @@
 //!    it) or as [`LockError::NoQuorum`] when too few servers answered (Redis is down). Only the
 //!    latter is tried again, `retry_count` times after a jittered `retry_delay`: a busy key is
 //!    legitimately someone else's.
+//!
+//!    `Busy` carries `expires_in`, the earliest a majority could grant the key: ordering the
+//!    answering servers by how soon each could (zero where it granted us, since that grant is
+//!    released at once; the holder's `PTTL` where it refused), the majority-th of them. The
+//!    smallest `PTTL` would be too early (a majority still holds the key then), the largest
+//!    later than needed. Servers that failed, and holders without expiry, count as never: a
+//!    message made visible again before a majority can grant its key would only spend one
+//!    more receive. It is a floor, not a promise: the holder may extend its lease.
 //! 4. [`extend`](IdempotencyLock::extend) and [`release`](IdempotencyLock::release) run Lua
 //!    scripts that compare the token first, so only the owner extends or deletes.
 //!
@@ -50,12 +58,20 @@
 //! # The processed marker: found on any server means processed
 //!
 //! [`mark_processed`](IdempotencyLock::mark_processed) writes the marker on every server and
-//! succeeds on a majority. [`acquire`](IdempotencyLock::acquire) reports
+//! succeeds on a majority; the pipeline calls it only when the
+//! [`LockPolicy`](crate::lock::LockPolicy) turns the marker on (its one switch), and a marker
+//! found is always reported, since it was written after a handler succeeded. [`acquire`](IdempotencyLock::acquire) reports
 //! [`Acquisition::AlreadyProcessed`] when *any* server that answered has it, not a majority: a
 //! marker is only ever written after a handler succeeded, so one copy is proof enough, and
 //! requiring a majority would run a handler again whenever the marking reached only a minority
 //! (two of three servers down at that moment). Since a successful marking reaches a majority and
 //! every decision hears from a majority, the two always meet on at least one server.
+//!
+//! # Pausing while servers are down
+//!
+//! [`probe`](IdempotencyLock::probe) pings every server within the call timeout and succeeds
+//! once a majority answers. The pipeline stops receiving while acquisitions fail for want of
+//! a quorum, and probes to know when to start again.
 //!
 //! # Starting with servers down
 //!
@@ -103,14 +119,16 @@
 //!
 //! # async fn run() -> iniesta::Result<()> {
 //! let config = Config::from_env()?;
-//! let lock = Redlock::connect(&config.lock).await?;
+//! let lock = Redlock::connect(&config.lock.redlock).await?;
 //! for result in lock.acquire(&["message-1", "message-2"]).await {
 //!     match result {
 //!         Ok(Acquisition::Acquired(lease)) => {
 //!             // handle, mark processed, delete, then:
 //!             lock.release(&lease).await.ok();
 //!         }
-//!         Ok(Acquisition::Busy { .. }) => { /* another consumer has it: leave the message */ }
+//!         Ok(Acquisition::Busy { expires_in }) => {
+//!             // another consumer has it: leave the message, visible again after `expires_in`
+//!         }
 //!         Ok(Acquisition::AlreadyProcessed) => { /* delete the message unhandled */ }
 //!         Ok(_) => {}
 //!         Err(e) => tracing::warn!(error = %e, "lock unavailable: leaving the message"),
@@ -120,6 +138,7 @@
 //! ```
 
 mod acquire;
+mod config;
 mod instance;
 mod quorum;
 mod scripts;
@@ -134,10 +153,13 @@ use futures_util::stream::FuturesUnordered;
 use redis::{Cmd, Script, Value};
 use tokio::time::Instant;
 
+pub use self::config::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_DONE_KEY_PREFIX, DEFAULT_LOCK_KEY_PREFIX, DEFAULT_REDIS_URL,
+    DEFAULT_RETRY_COUNT, DEFAULT_RETRY_DELAY, RedlockConfig,
+};
 use self::instance::{CallError, Instance};
 use self::quorum::{Count, Outcome, quorum};
-use super::{Acquisition, IdempotencyLock, Lease};
-use crate::config::LockConfig;
+use super::{Acquisition, DEFAULT_LOCK_TTL, IdempotencyLock, Lease};
 use crate::handler::BoxFuture;
 use crate::{ConfigError, LockError};
 
@@ -161,25 +183,21 @@ const MIN_TTL: Duration = Duration::from_millis(10);
 /// Three independent servers, fencing tokens on, as the lock of an app:
 ///
 /// ```no_run
-/// use iniesta::config::LockConfig;
-/// use iniesta::lock::redlock::Redlock;
+/// use iniesta::lock::redlock::{Redlock, RedlockConfig};
 ///
 /// # async fn run(queue: iniesta::transport::MemoryQueue) -> iniesta::Result<()> {
-/// let mut config = LockConfig::default();
-/// config.redis_urls = vec![
-///     "redis://:secret@redis-a:6379".into(),
-///     "redis://:secret@redis-b:6379".into(),
-///     "redis://:secret@redis-c:6379".into(),
-/// ];
-/// config.fencing = true;
+/// let config = RedlockConfig::default()
+///     .with_urls([
+///         "redis://:secret@redis-a:6379",
+///         "redis://:secret@redis-b:6379",
+///         "redis://:secret@redis-c:6379",
+///     ])
+///     .with_fencing(true);
 /// let lock = Redlock::connect(&config).await?;
 /// assert_eq!(lock.quorum(), 2);
 /// assert!(lock.servers().all(|url| !url.contains("secret")));
 ///
-/// let _app = iniesta::App::builder()
-///     .transport(queue)
-///     .lock(lock)
-///     .build()?;
+/// let _app = iniesta::App::builder().transport(queue).lock(lock).build()?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -197,7 +215,6 @@ struct Inner {
     key_prefix: String,
     done_prefix: String,
     fence_prefix: String,
-    processed_marker: bool,
     fencing: bool,
 }
 
@@ -210,7 +227,6 @@ impl fmt::Debug for Redlock {
             .field("quorum", &inner.quorum)
             .field("ttl", &inner.ttl)
             .field("key_prefix", &inner.key_prefix)
-            .field("processed_marker", &inner.processed_marker)
             .field("fencing", &inner.fencing)
             .finish_non_exhaustive()
     }
@@ -220,18 +236,20 @@ impl fmt::Debug for Redlock {
 type Reply = (usize, Result<Vec<Value>, CallError>);
 
 impl Redlock {
-    /// Prepares connections to every server of `config.redis_urls` and checks them once.
+    /// Prepares connections to every server of `config.urls` and checks them once.
     ///
     /// Servers that do not answer are logged and retried on use (see the
-    /// [module docs](self#starting-with-servers-down)); waits at most one call timeout.
+    /// [module docs](self#starting-with-servers-down)); waits at most one call timeout. A
+    /// `ttl` still `None` becomes [`DEFAULT_LOCK_TTL`].
     ///
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] for a malformed URL (named without its password), an empty
     /// list, a ttl below 10 ms or a zero call timeout. `rediss://` URLs connect over TLS
     /// (rustls, with the system's root certificates).
-    pub async fn connect(config: &LockConfig) -> crate::Result<Redlock> {
-        if config.redis_urls.is_empty() {
+    pub async fn connect(config: &RedlockConfig) -> crate::Result<Redlock> {
+        let ttl = config.ttl.unwrap_or(DEFAULT_LOCK_TTL);
+        if config.urls.is_empty() {
             return Err(ConfigError::invalid(
                 "INIESTA_REDIS_URLS",
                 "at least one redis:// or rediss:// URL",
@@ -239,11 +257,11 @@ impl Redlock {
             )
             .into());
         }
-        if config.ttl < MIN_TTL {
+        if ttl < MIN_TTL {
             return Err(ConfigError::invalid(
                 "INIESTA_LOCK_TIMEOUT",
                 "at least 10ms",
-                format!("{:?}", config.ttl),
+                format!("{ttl:?}"),
             )
             .into());
         }
@@ -251,23 +269,22 @@ impl Redlock {
             return Err(ConfigError::invalid("INIESTA_REDIS_TIMEOUT", "more than 0", "0s").into());
         }
         let instances = config
-            .redis_urls
+            .urls
             .iter()
             .map(|url| Instance::open(url, config.call_timeout).map(Arc::new))
             .collect::<Result<Vec<_>, ConfigError>>()?;
         let total = instances.len();
-        let drift = config.ttl / 100 + Duration::from_millis(2);
+        let drift = ttl / 100 + Duration::from_millis(2);
         let lock = Redlock {
             inner: Arc::new(Inner {
                 quorum: quorum(total),
-                ttl: config.ttl,
+                ttl,
                 drift,
                 retry_count: config.retry_count,
                 retry_delay: config.retry_delay,
                 key_prefix: config.key_prefix.clone(),
                 done_prefix: config.done_prefix.clone(),
                 fence_prefix: format!("{}fence:", config.key_prefix),
-                processed_marker: config.processed_marker,
                 fencing: config.fencing,
                 instances,
             }),
@@ -358,6 +375,35 @@ impl Redlock {
             answered: count.answered(),
             total: self.inner.instances.len(),
             needed: self.inner.quorum,
+        }
+    }
+
+    /// Pings every server; `Ok` once a majority answered.
+    async fn probe_quorum(&self) -> Result<(), LockError> {
+        let inner = &*self.inner;
+        let mut count = Count::new(inner.instances.len());
+        let mut pings: FuturesUnordered<_> = inner
+            .instances
+            .iter()
+            .map(|instance| {
+                let instance = Arc::clone(instance);
+                async move { instance.ping().await }
+            })
+            .collect();
+        while let Some(answered) = pings.next().await {
+            if answered {
+                count.yes();
+            } else {
+                count.failed();
+            }
+            if count.outcome().is_some() {
+                break;
+            }
+        }
+        finish_in_background(pings);
+        match count.outcome().unwrap_or(count.final_outcome()) {
+            Outcome::Yes => Ok(()),
+            Outcome::No | Outcome::NoQuorum => Err(self.no_quorum(&count)),
         }
     }
 
@@ -511,24 +557,22 @@ impl IdempotencyLock for Redlock {
     }
 
     /// Writes the marker on every server; succeeds on a majority.
-    ///
-    /// Does nothing when the processed marker is turned off (`INIESTA_PROCESSED_MARKER=false`):
-    /// acquire would not read it.
     fn mark_processed<'a>(
         &'a self,
         key: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), LockError>> {
-        Box::pin(async move {
-            if !self.inner.processed_marker {
-                return Ok(());
-            }
-            self.mark(key, ttl).await
-        })
+        Box::pin(self.mark(key, ttl))
     }
 
     fn ttl(&self) -> Duration {
         self.inner.ttl
+    }
+
+    /// Pings every server within the call timeout; `Ok` once a majority answered, else
+    /// [`LockError::NoQuorum`] counting the servers that answered.
+    fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
+        Box::pin(self.probe_quorum())
     }
 }
 
@@ -536,7 +580,7 @@ impl IdempotencyLock for Redlock {
 /// an extension) still reach slow servers, and their failures still mark servers down.
 fn finish_in_background<F>(rest: FuturesUnordered<F>)
 where
-    F: Future<Output = Reply> + Send + 'static,
+    F: Future<Output: Send> + Send + 'static,
 {
     if !rest.is_empty() {
         tokio::spawn(rest.for_each(|_| async {}));
@@ -568,41 +612,41 @@ mod tests {
 
     #[tokio::test]
     async fn connect_rejects_bad_settings_without_contacting_redis() {
-        let config = LockConfig {
-            redis_urls: vec!["redis://:secret@127.0.0.1:notaport".into()],
-            ..LockConfig::default()
-        };
+        let config = RedlockConfig::default().with_urls(["redis://:secret@127.0.0.1:notaport"]);
         let error = Redlock::connect(&config).await.unwrap_err().to_string();
         assert!(
             error.contains("INIESTA_REDIS_URLS") && !error.contains("secret"),
             "{error}"
         );
 
-        let mut config = LockConfig::default();
-        config.redis_urls.clear();
+        let mut config = RedlockConfig::default();
+        config.urls.clear();
         assert!(Redlock::connect(&config).await.is_err());
 
-        let config = LockConfig {
-            ttl: Duration::from_millis(5),
-            ..LockConfig::default()
-        };
+        let config = RedlockConfig::default().with_ttl(Duration::from_millis(5));
         let error = Redlock::connect(&config).await.unwrap_err().to_string();
         assert!(error.contains("INIESTA_LOCK_TIMEOUT"), "{error}");
     }
 
     #[tokio::test]
     async fn connect_succeeds_with_every_server_down() {
-        let config = LockConfig {
-            // Ports 1 and 2 on loopback refuse at once.
-            redis_urls: vec!["redis://127.0.0.1:1".into(), "redis://127.0.0.1:2".into()],
-            call_timeout: Duration::from_millis(200),
-            ..LockConfig::default()
-        };
+        // Ports 1 and 2 on loopback refuse at once.
+        let config = RedlockConfig::default()
+            .with_urls(["redis://127.0.0.1:1", "redis://127.0.0.1:2"])
+            .with_call_timeout(Duration::from_millis(200));
         let lock = Redlock::connect(&config).await.unwrap();
         assert_eq!(lock.quorum(), 2);
         let result = lock.acquire(&["k"]).await;
         assert!(matches!(
             result[0],
+            Err(LockError::NoQuorum {
+                answered: 0,
+                total: 2,
+                needed: 2
+            })
+        ));
+        assert!(matches!(
+            lock.probe().await,
             Err(LockError::NoQuorum {
                 answered: 0,
                 total: 2,

@@ -104,6 +104,26 @@ pub(super) fn fence(counters: &[u64], total: usize) -> Option<(u64, bool)> {
     Some((token, at_token >= quorum(total)))
 }
 
+/// How soon a key refused by a majority could be granted by one: the time after which a
+/// majority of `total` servers may be free, from the servers that answered.
+///
+/// `free_after` holds one entry per server that answered: zero where the key was granted to
+/// us (released at once when short of a majority), the holder's remaining ttl where refused,
+/// `None` where it has no expiry. Servers that failed count as never free: a delivery made
+/// visible before they are back would only meet the lock again.
+///
+/// The answer is the majority-th smallest time. The smallest remaining ttl would be too
+/// early (the key is still held on a majority then), the largest later than needed (a
+/// majority is free before the slowest server is).
+pub(super) fn free_after(
+    free_after: &[Option<std::time::Duration>],
+    total: usize,
+) -> Option<std::time::Duration> {
+    let mut known: Vec<_> = free_after.iter().flatten().copied().collect();
+    known.sort_unstable();
+    known.get(quorum(total) - 1).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +196,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_key_is_free_once_a_majority_of_servers_can_grant_it() {
+        let s = std::time::Duration::from_secs;
+        // One server: its holder's ttl.
+        assert_eq!(free_after(&[Some(s(4))], 1), Some(s(4)));
+        // Granted on one (released), held on two: free when the first holder's lock expires.
+        assert_eq!(
+            free_after(&[Some(s(0)), Some(s(5)), Some(s(8))], 3),
+            Some(s(5))
+        );
+        // Held everywhere: the second-smallest ttl.
+        assert_eq!(
+            free_after(&[Some(s(9)), Some(s(2)), Some(s(6))], 3),
+            Some(s(6))
+        );
+        // A server down and one without expiry: a majority is not foreseeably free.
+        assert_eq!(free_after(&[Some(s(3)), None], 3), None);
+        // Five servers: the third.
+        let five = [Some(s(1)), Some(s(7)), Some(s(3)), Some(s(5)), None];
+        assert_eq!(free_after(&five, 5), Some(s(5)));
+        assert_eq!(free_after(&[], 3), None);
     }
 
     #[test]

@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 
-use super::Redlock;
-use crate::config::LockConfig;
+use super::{Redlock, RedlockConfig};
 
 impl Redlock {
     /// Startup warnings: servers that are not independent, an even count, a slow call timeout,
     /// servers down.
-    pub(super) async fn check_topology(&self, config: &LockConfig) {
+    pub(super) async fn check_topology(&self, config: &RedlockConfig) {
         let inner = &*self.inner;
         let total = inner.instances.len();
         for (address, count) in shared(inner.instances.iter().map(|i| &i.endpoint().address)) {
@@ -87,7 +86,6 @@ impl Redlock {
                 quorum = inner.quorum,
                 ttl = ?inner.ttl,
                 fencing = inner.fencing,
-                processed_marker = inner.processed_marker,
                 "redlock ready"
             );
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use iniesta::lock::redlock::Redlock;
 use iniesta::lock::{Acquisition, IdempotencyLock, Lease, MemoryLock};
+use support::lock::{acquire_one, acquired, is_busy};
 use support::redis::{RedisServer, lock_config, urls};
 
 /// A lock under test, with whatever must stay alive while it is used.
@@ -37,24 +38,6 @@ async fn redlock(ttl: Duration, servers: usize, fencing: bool) -> Subject {
         fencing,
         servers,
     }
-}
-
-fn acquired(result: &Result<Acquisition, iniesta::LockError>) -> Lease {
-    match result {
-        Ok(Acquisition::Acquired(lease)) => lease.clone(),
-        other => panic!("expected Acquired, got {other:?}"),
-    }
-}
-
-fn is_busy(result: &Result<Acquisition, iniesta::LockError>) -> bool {
-    matches!(result, Ok(Acquisition::Busy))
-}
-
-async fn acquire_one(
-    lock: &dyn IdempotencyLock,
-    key: &str,
-) -> Result<Acquisition, iniesta::LockError> {
-    lock.acquire(&[key]).await.remove(0)
 }
 
 const TTL: Duration = Duration::from_secs(10);

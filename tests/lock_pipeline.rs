@@ -10,9 +10,10 @@ use std::time::Duration;
 use iniesta::config::{ConsumerConfig, LockConfig};
 use iniesta::lock::redlock::Redlock;
 use iniesta::transport::{MemoryQueue, Transport};
-use iniesta::{App, IdempotencyKey, Message, MetricsSnapshot, OutgoingMessage, RunningApp};
+use iniesta::{IdempotencyKey, Message, MetricsSnapshot, OutgoingMessage, RunningApp};
+use support::app::builder;
 use support::redis::{RedisServer, lock_config, urls};
-use tokio::time::Instant;
+use support::wait::wait_until;
 
 /// Handler runs per idempotency key.
 #[derive(Clone, Default)]
@@ -68,8 +69,7 @@ fn consumer(
     work: Duration,
 ) -> RunningApp {
     let runs = runs.clone();
-    App::builder()
-        .registered_handlers(false)
+    builder()
         .transport(queue.clone())
         .lock(lock)
         .lock_config(config.clone())
@@ -82,14 +82,6 @@ fn consumer(
         .build()
         .expect("app")
         .spawn()
-}
-
-async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn sum(a: &MetricsSnapshot, b: &MetricsSnapshot, f: fn(&MetricsSnapshot) -> u64) -> u64 {

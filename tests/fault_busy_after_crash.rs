@@ -57,7 +57,7 @@ async fn a_crashed_holders_lock_delays_its_message_until_the_lock_expires() {
         .expect("app")
         .spawn();
 
-    wait::until(
+    wait::wait_for(
         "the message handled (or dead-lettered)",
         Duration::from_secs(45),
         || async { app.metrics().handled >= 1 || dlq.count().await > 0 },

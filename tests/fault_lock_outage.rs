@@ -66,7 +66,7 @@ async fn a_lock_outage_pauses_receiving_and_dead_letters_nothing() {
     queue
         .send_many(EVENT, (0..MESSAGES).map(|i| format!("m-{i}")))
         .await;
-    wait::until("the consumer pauses for the lock", OUTAGE, || async {
+    wait::wait_for("the consumer pauses for the lock", OUTAGE, || async {
         app.metrics().paused == Some(PauseReason::LockUnavailable)
     })
     .await;
@@ -80,7 +80,7 @@ async fn a_lock_outage_pauses_receiving_and_dead_letters_nothing() {
     assert_eq!(during.handled, 0, "handled without the lock: {during:?}");
 
     redis.restart();
-    wait::until(
+    wait::wait_for(
         "every message handled (or one dead-lettered)",
         Duration::from_secs(40),
         || async { app.metrics().handled >= MESSAGES as u64 || dlq.count().await > 0 },

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use iniesta::lock::redlock::Redlock;
 use iniesta::lock::{Acquisition, IdempotencyLock, Lease, MemoryLock};
+use support::lock::{acquire_one, acquired, is_busy};
 use support::redis::{RedisServer, redlock_config, urls};
 
 /// A lock under test, with whatever must stay alive while it is used.
@@ -39,17 +40,6 @@ async fn redlock(ttl: Duration, servers: usize, fencing: bool) -> Subject {
     }
 }
 
-fn acquired(result: &Result<Acquisition, iniesta::LockError>) -> Lease {
-    match result {
-        Ok(Acquisition::Acquired(lease)) => lease.clone(),
-        other => panic!("expected Acquired, got {other:?}"),
-    }
-}
-
-fn is_busy(result: &Result<Acquisition, iniesta::LockError>) -> bool {
-    matches!(result, Ok(Acquisition::Busy { .. }))
-}
-
 /// The holder's remaining ttl a busy answer reports.
 fn expires_in(result: &Result<Acquisition, iniesta::LockError>) -> Duration {
     match result {
@@ -58,13 +48,6 @@ fn expires_in(result: &Result<Acquisition, iniesta::LockError>) -> Duration {
         }) => *left,
         other => panic!("expected Busy with a remaining ttl, got {other:?}"),
     }
-}
-
-async fn acquire_one(
-    lock: &dyn IdempotencyLock,
-    key: &str,
-) -> Result<Acquisition, iniesta::LockError> {
-    lock.acquire(&[key]).await.remove(0)
 }
 
 const TTL: Duration = Duration::from_secs(10);

@@ -11,7 +11,9 @@ use iniesta::config::ConsumerConfig;
 use iniesta::lock::redlock::Redlock;
 use iniesta::transport::{MemoryQueue, Transport};
 use iniesta::{App, IdempotencyKey, Message, MetricsSnapshot, OutgoingMessage, RunningApp};
+use support::app::builder;
 use support::redis::{RedisServer, redlock_config, urls};
+use support::wait::wait_until;
 use tokio::time::Instant;
 
 /// Handler runs per idempotency key.
@@ -62,8 +64,7 @@ fn queue(visibility: Duration) -> MemoryQueue {
 /// A consumer of `queue` under `lock` whose handler records its run and takes `work`.
 fn consumer(queue: &MemoryQueue, lock: Redlock, runs: &Runs, work: Duration) -> RunningApp {
     let runs = runs.clone();
-    App::builder()
-        .registered_handlers(false)
+    builder()
         .transport(queue.clone())
         .lock(lock)
         .consumer_config(by_attribute())
@@ -75,14 +76,6 @@ fn consumer(queue: &MemoryQueue, lock: Redlock, runs: &Runs, work: Duration) -> 
         .build()
         .expect("app")
         .spawn()
-}
-
-async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn sum(a: &MetricsSnapshot, b: &MetricsSnapshot, f: fn(&MetricsSnapshot) -> u64) -> u64 {

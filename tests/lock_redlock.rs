@@ -3,41 +3,15 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iniesta::LockError;
 use iniesta::lock::redlock::Redlock;
-use iniesta::lock::{Acquisition, IdempotencyLock, Lease};
+use iniesta::lock::{Acquisition, IdempotencyLock};
+use support::lock::{acquire_one, acquired, eventually_acquired};
+use support::logs::Logs;
 use support::redis::{LatencyProxy, RedisServer, redlock_config, urls};
 use tokio::time::Instant;
-use tracing_subscriber::util::SubscriberInitExt;
-
-fn acquired(result: &Result<Acquisition, LockError>) -> Lease {
-    match result {
-        Ok(Acquisition::Acquired(lease)) => lease.clone(),
-        other => panic!("expected Acquired, got {other:?}"),
-    }
-}
-
-async fn acquire_one(lock: &Redlock, key: &str) -> Result<Acquisition, LockError> {
-    lock.acquire(&[key]).await.remove(0)
-}
-
-/// Polls until `key` is acquired, as a consumer does while Redis comes back.
-async fn eventually_acquired(lock: &Redlock, key: &str, within: Duration) -> Lease {
-    let deadline = Instant::now() + within;
-    loop {
-        match acquire_one(lock, key).await {
-            Ok(Acquisition::Acquired(lease)) => return lease,
-            other if Instant::now() > deadline => {
-                panic!("not acquired within {within:?}: {other:?}")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
 
 fn is_no_quorum(result: &Result<impl std::fmt::Debug, LockError>, answered: usize) -> bool {
     matches!(result, Err(LockError::NoQuorum { answered: a, total: 3, needed: 2 }) if *a == answered)
@@ -465,39 +439,6 @@ async fn startup_with_a_majority_down_starts_and_recovers() {
     servers[0].restart();
     servers[1].restart();
     eventually_acquired(&lock, "a", Duration::from_secs(3)).await;
-}
-
-/// Log lines written while the guard lives (this thread only).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Logs, impl Drop) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let guard = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-            .finish()
-            .set_default();
-        (logs, guard)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }
 
 #[tokio::test]

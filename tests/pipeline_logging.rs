@@ -1,38 +1,19 @@
 //! Message bodies are confidential: failure logs carry ids and errors, never bodies, unless
 //! the user opts in.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod support;
 
 use iniesta::testing::TestClient;
-use iniesta::{App, BoxError, Json, Message, OutgoingMessage};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use iniesta::{BoxError, Json, Message, OutgoingMessage};
+use support::app::builder;
+use support::logs::Logs;
 
 async fn logs_of_a_failure(log_bodies: bool) -> String {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
     let mut config = iniesta::config::ConsumerConfig::default();
     config.log_bodies = log_bodies;
     let client = TestClient::new(
-        App::builder()
-            .registered_handlers(false)
+        builder()
             .consumer_config(config)
             .handler("Card.charged", |_: Json<u64>| async {})
             .handler("Card.failed", |_: Message| async {
@@ -46,7 +27,7 @@ async fn logs_of_a_failure(log_bodies: bool) -> String {
     client
         .deliver(OutgoingMessage::new("Card.failed").body("cvv=SECRET-123"))
         .await;
-    String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    logs.text()
 }
 
 #[tokio::test(start_paused = true)]

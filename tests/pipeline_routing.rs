@@ -1,14 +1,13 @@
 //! Routing and handler behaviour through the real pipeline, on the SQS simulator.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use iniesta::testing::TestClient;
-use iniesta::{App, AppBuilder, BoxError, Context, Json, Message, Outcome, OutgoingMessage, State};
+use iniesta::{BoxError, Context, Json, Message, Outcome, OutgoingMessage, State};
 use serde::Deserialize;
-
-fn builder() -> AppBuilder {
-    App::builder().registered_handlers(false)
-}
+use support::app::builder;
 
 type Seen = Arc<Mutex<Vec<String>>>;
 

@@ -5,37 +5,19 @@
 mod support;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iniesta::transport::sqs::SqsTransport;
 use iniesta::{App, AppBuilder, BoxError, Context, Json, Message, RunningApp};
+use support::app::builder;
 use support::sqs::{self, TestQueue};
+use support::wait::wait_for;
 use tokio::time::Instant;
 
 /// An app on `transport` with no lock and no `#[handler]` registrations.
 fn app(transport: SqsTransport) -> AppBuilder {
-    App::builder()
-        .transport(transport)
-        .without_lock()
-        .registered_handlers(false)
-}
-
-/// Polls `condition` every 20 ms until it holds; panics after `timeout` naming `what`.
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !condition().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    builder().transport(transport).without_lock()
 }
 
 async fn wait_handled(running: &RunningApp, n: u64) {

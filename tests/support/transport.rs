@@ -1,0 +1,65 @@
+//! A transport with faults, around the in-memory queue.
+
+use std::time::Duration;
+
+use iniesta::transport::{Capabilities, MemoryQueue, Transport};
+use iniesta::{DecodeError, RawMessage, Receipt, TransportError};
+
+/// A `MemoryQueue` with faults: bodies tampered with in transit, deletes that lag.
+pub struct Faulty {
+    /// The queue behind the faults.
+    pub queue: MemoryQueue,
+    /// Replace every received body with `tampered`, and report it corrupt as the SQS
+    /// transport does when a body fails its `MD5OfBody` check.
+    pub tamper_bodies: bool,
+    /// How long each delete takes.
+    pub delete_delay: Duration,
+}
+
+impl Transport for Faulty {
+    fn receive(
+        &self,
+        max: usize,
+    ) -> iniesta::BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
+        Box::pin(async move {
+            let mut got = self.queue.receive(max).await?;
+            if self.tamper_bodies {
+                for m in &mut got {
+                    m.body = "tampered".into();
+                    m.corrupt = Some(DecodeError::Md5Mismatch {
+                        expected: "md5 of the original body".into(),
+                        actual: "md5 of the tampered body".into(),
+                    });
+                }
+            }
+            Ok(got)
+        })
+    }
+
+    fn ack(&self, receipt: Receipt) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delete_delay).await;
+            self.queue.ack(receipt).await
+        })
+    }
+
+    fn nack(
+        &self,
+        receipt: Receipt,
+        delay: Option<Duration>,
+    ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        self.queue.nack(receipt, delay)
+    }
+
+    fn extend(
+        &self,
+        receipt: Receipt,
+        by: Duration,
+    ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        self.queue.extend(receipt, by)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.queue.capabilities()
+    }
+}

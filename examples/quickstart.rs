@@ -55,10 +55,7 @@ struct Billing {
 impl Billing {
     #[handler("InvoiceSent.billing")]
     async fn invoice_sent(&self, msg: Message) -> Result<(), BoxError> {
-        let tenant = msg
-            .header("tenant")
-            .and_then(|v| v.as_str())
-            .unwrap_or("?");
+        let tenant = msg.header("tenant").and_then(|v| v.as_str()).unwrap_or("?");
         println!(
             "Billing::invoice: invoice for tenant {tenant} in {}",
             self.currency

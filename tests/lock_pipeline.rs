@@ -7,14 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use iniesta::config::ConsumerConfig;
 use iniesta::lock::redlock::Redlock;
 use iniesta::transport::{MemoryQueue, Transport};
-use iniesta::{App, IdempotencyKey, Message, MetricsSnapshot, OutgoingMessage, RunningApp};
+use iniesta::{IdempotencyKey, Message, MetricsSnapshot, OutgoingMessage, RunningApp};
 use support::app::builder;
 use support::redis::{RedisServer, redlock_config, urls};
 use support::wait::wait_until;
-use tokio::time::Instant;
 
 /// Handler runs per idempotency key.
 #[derive(Clone, Default)]
@@ -44,10 +42,8 @@ impl Runs {
 
 /// Identifies messages by a producer's `message_id` attribute, so two queue messages can carry
 /// one event (a producer's retry, an SNS fan-out twice to one queue).
-fn by_attribute() -> ConsumerConfig {
-    let mut consumer = ConsumerConfig::default();
-    consumer.decode.idempotency_key = IdempotencyKey::Attribute("message_id".to_owned());
-    consumer
+fn by_attribute() -> IdempotencyKey {
+    IdempotencyKey::Attribute("message_id".to_owned())
 }
 
 fn event(id: &str) -> OutgoingMessage {
@@ -67,7 +63,7 @@ fn consumer(queue: &MemoryQueue, lock: Redlock, runs: &Runs, work: Duration) -> 
     builder()
         .transport(queue.clone())
         .lock(lock)
-        .consumer_config(by_attribute())
+        .idempotency_key(by_attribute())
         .shutdown_grace(Duration::from_secs(5))
         .handler("Work", move |msg: Message| {
             runs.record(msg.idempotency_key());
@@ -151,7 +147,7 @@ async fn a_handled_message_whose_delete_failed_is_not_run_again() {
     assert!(metrics.busy >= 1, "{metrics:?}");
     assert_eq!(metrics.already_processed, 1, "{metrics:?}");
     // The marker is on every server, with a ttl, under the queue's name.
-    let marker = format!("{}{}:slow", config.done_prefix, queue.queue_info().name);
+    let marker = format!("{}{}:slow", config.done_prefix, queue.capabilities().name);
     for server in &servers {
         let ttl: i64 = server.cli(&["PTTL", &marker]).parse().unwrap();
         assert!(ttl > 0, "marker ttl {ttl}");

@@ -54,7 +54,7 @@ async fn the_processed_marker_deletes_a_redelivered_handled_message() {
     assert_eq!(duplicate.outcome, Outcome::Handled);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     // The original delivery finds the marker even though its lock is free.
-    let key = format!("{}:{}", client.queue().queue_info().name, received[0].id);
+    let key = format!("{}:{}", client.queue().capabilities().name, received[0].id);
     let again = iniesta::lock::IdempotencyLock::acquire(client.lock(), &[key.as_str()]).await;
     assert!(matches!(
         again[0],

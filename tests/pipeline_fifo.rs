@@ -89,7 +89,7 @@ async fn a_skipped_first_message_holds_back_its_fifo_group() {
     let first = client.send(OutgoingMessage::new("Step").body("first").group_id("g"));
     client.send(OutgoingMessage::new("Step").body("second").group_id("g"));
     // Another consumer holds the first message's lock (lock keys are `queue:message id`).
-    let key = format!("{}:{first}", client.queue().queue_info().name);
+    let key = format!("{}:{first}", client.queue().capabilities().name);
     let held = client.lock().acquire(&[key.as_str()]).await;
     assert!(matches!(
         held[0],

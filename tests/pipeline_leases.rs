@@ -50,11 +50,9 @@ async fn heartbeats_stop_at_the_maximum_lease_without_zero_extensions() {
         .build();
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&runs);
-    let mut config = iniesta::config::ConsumerConfig::default();
-    config.max_lease = secs(10);
     let app = builder()
         .transport(queue.clone())
-        .consumer_config(config)
+        .max_lease(secs(10))
         .handler("Long", move |_: Message| {
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(secs(20))

@@ -10,11 +10,9 @@ use support::logs::Logs;
 
 async fn logs_of_a_failure(log_bodies: bool) -> String {
     let (logs, _guard) = Logs::capture();
-    let mut config = iniesta::config::ConsumerConfig::default();
-    config.log_bodies = log_bodies;
     let client = TestClient::new(
         builder()
-            .consumer_config(config)
+            .log_bodies(log_bodies)
             .handler("Card.charged", |_: Json<u64>| async {})
             .handler("Card.failed", |_: Message| async {
                 Err::<(), BoxError>("card declined".into())

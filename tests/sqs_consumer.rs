@@ -86,7 +86,7 @@ async fn routes_by_attribute_and_deletes_handled_messages() {
     assert_eq!(users[0].id(), user_id);
     assert_eq!(users[0].event(), Some("UserUpdated.user"));
     assert_eq!(users[0].body(), br#"{"id": 1}"#);
-    assert_eq!(users[0].receive_count(), 1);
+    assert_eq!(users[0].delivery_count(), 1);
     assert_eq!(orders.all()[0].body(), b"order");
 }
 
@@ -150,7 +150,7 @@ async fn sns_raw_delivery_routes_by_the_published_attribute() {
     running.shutdown().await.unwrap();
     let message = &seen.all()[0];
     assert_eq!(message.body(), br#"{"id": 2}"#);
-    assert_eq!(message.attribute("tenant").unwrap().as_str(), Some("acme"));
+    assert_eq!(message.header("tenant").unwrap().as_str(), Some("acme"));
     assert!(message.sns().is_none(), "raw delivery has no envelope");
 }
 
@@ -173,7 +173,7 @@ async fn sns_envelope_is_unwrapped_and_routed() {
     running.shutdown().await.unwrap();
     let message = &seen.all()[0];
     assert_eq!(message.body(), br#"{"id": 3}"#, "the inner Message");
-    assert_eq!(message.attribute("tenant").unwrap().as_str(), Some("acme"));
+    assert_eq!(message.header("tenant").unwrap().as_str(), Some("acme"));
     let sns = message.sns().expect("the envelope is kept");
     assert_eq!(sns.message_id, sns_id);
     assert_eq!(sns.topic_arn, topic.arn);

@@ -5,10 +5,18 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use iniesta::transport::Transport;
 use iniesta::transport::sqs::SqsTransport;
+use iniesta::transport::{SqsDetails, Transport};
 use iniesta::{AttributeValue, DecodeOptions, Receipt, TransportError};
 use support::sqs::{self, EVENT_ATTRIBUTE};
+
+/// The SQS side of a delivery from the SQS transport.
+fn sqs_details(raw: &iniesta::RawMessage) -> &SqsDetails {
+    raw.raw
+        .as_ref()
+        .and_then(|raw| raw.downcast_ref::<SqsDetails>())
+        .expect("the SQS transport attaches its details")
+}
 
 /// Receives until `n` messages arrived (moto may return fewer than asked per call).
 async fn receive_n(transport: &SqsTransport, n: usize) -> Vec<iniesta::RawMessage> {
@@ -47,28 +55,26 @@ async fn receive_converts_attributes_and_system_attributes() {
     assert!(transport.last_successful_receive().is_some());
     assert_eq!(raw.id, id);
     assert_eq!(&raw.body[..], br#"{"id": 7}"#);
-    assert!(raw.md5_of_body.is_some());
+    assert!(raw.corrupt.is_none(), "the body matches its MD5OfBody");
     assert_eq!(
-        raw.attributes[EVENT_ATTRIBUTE],
+        raw.headers[EVENT_ATTRIBUTE],
         AttributeValue::String("UserUpdated.user".into())
     );
-    assert_eq!(raw.attributes["count"].as_i64(), Some(42));
+    assert_eq!(raw.headers["count"].as_i64(), Some(42));
     assert_eq!(
-        raw.attributes["tags"],
+        raw.headers["tags"],
         AttributeValue::Array(vec!["a".into(), "b".into()])
     );
-    assert_eq!(raw.attributes["blob"].as_binary(), Some(&[0u8, 1, 255][..]));
-    assert_eq!(raw.system.receive_count, 1);
-    let sent = raw.system.sent_timestamp.expect("SentTimestamp");
+    assert_eq!(raw.headers["blob"].as_binary(), Some(&[0u8, 1, 255][..]));
+    assert_eq!(raw.delivery_count, 1);
+    let details = sqs_details(&raw);
+    assert_eq!(details.system.receive_count, 1);
+    let sent = raw.sent_at.expect("SentTimestamp");
+    assert_eq!(details.system.sent_timestamp, Some(sent));
     assert!(sent <= SystemTime::now() + Duration::from_secs(5));
-    assert!(raw.system.first_receive_timestamp.is_some());
-    assert!(raw.system.sender_id.is_some());
-    let sdk = raw
-        .raw
-        .clone()
-        .expect("the SDK message is kept")
-        .downcast::<aws_sdk_sqs::types::Message>()
-        .expect("it is an aws_sdk_sqs Message");
+    assert!(details.system.first_receive_timestamp.is_some());
+    assert!(details.system.sender_id.is_some());
+    let sdk = details.sdk.as_ref().expect("the SDK message is kept");
     assert_eq!(sdk.message_id(), Some(id.as_str()));
 
     // The MD5 SQS reported matches the body the transport handed over.
@@ -81,11 +87,13 @@ async fn fifo_messages_carry_group_deduplication_and_sequence() {
     let queue = sqs::fifo_queue("transport-fifo").await;
     queue.send_fifo("Ordered.fifo", "one", "group-a").await;
     let transport = queue.transport().await;
-    assert!(transport.queue_info().fifo);
+    assert!(transport.capabilities().ordered_groups);
     let raw = receive_n(&transport, 1).await.pop().unwrap();
-    assert_eq!(raw.system.message_group_id.as_deref(), Some("group-a"));
-    assert!(raw.system.deduplication_id.is_some());
-    assert!(raw.system.sequence_number.is_some());
+    assert_eq!(raw.group_id.as_deref(), Some("group-a"));
+    let system = &sqs_details(&raw).system;
+    assert_eq!(system.message_group_id.as_deref(), Some("group-a"));
+    assert!(system.deduplication_id.is_some());
+    assert!(system.sequence_number.is_some());
 }
 
 #[tokio::test]
@@ -122,14 +130,11 @@ async fn two_deliveries_of_one_message_ack_in_one_batch() {
     let transport = queue.transport().await;
 
     let first = receive_n(&transport, 1).await.pop().unwrap();
-    transport
-        .set_visibility(first.receipt.clone(), Duration::ZERO)
-        .await
-        .unwrap();
+    transport.nack(first.receipt.clone(), None).await.unwrap();
     let second = receive_n(&transport, 1).await.pop().unwrap();
     assert_eq!(first.id, second.id);
     assert_ne!(first.receipt, second.receipt);
-    assert_eq!(second.system.receive_count, 2);
+    assert_eq!(second.delivery_count, 2);
 
     let before = transport.requests();
     let (a, b, c) = tokio::join!(
@@ -165,7 +170,7 @@ async fn invalid_receipt_is_reported_as_such() {
         .unwrap_err();
     assert!(matches!(err, TransportError::InvalidReceipt), "{err:?}");
     let err = transport
-        .set_visibility(Receipt::new("not-a-receipt-handle"), Duration::ZERO)
+        .nack(Receipt::new("not-a-receipt-handle"), None)
         .await
         .unwrap_err();
     assert!(matches!(err, TransportError::InvalidReceipt), "{err:?}");
@@ -179,13 +184,10 @@ async fn visibility_zero_returns_the_message_at_once() {
     let first = receive_n(&transport, 1).await.pop().unwrap();
     assert!(transport.receive(1).await.unwrap().is_empty(), "in flight");
 
-    transport
-        .set_visibility(first.receipt, Duration::ZERO)
-        .await
-        .unwrap();
+    transport.nack(first.receipt, None).await.unwrap();
     let again = receive_n(&transport, 1).await.pop().unwrap();
     assert_eq!(again.id, first.id);
-    assert_eq!(again.system.receive_count, 2);
+    assert_eq!(again.delivery_count, 2);
     assert_eq!(transport.requests().change_visibility_batch, 1);
 }
 
@@ -200,7 +202,7 @@ async fn visibility_changes_are_batched() {
     let changes = batch.iter().map(|m| {
         let t = transport.clone();
         let receipt = m.receipt.clone();
-        tokio::spawn(async move { t.set_visibility(receipt, Duration::from_secs(600)).await })
+        tokio::spawn(async move { t.extend(receipt, Duration::from_secs(600)).await })
     });
     for change in changes.collect::<Vec<_>>() {
         change.await.unwrap().expect("visibility change succeeds");
@@ -210,14 +212,17 @@ async fn visibility_changes_are_batched() {
 }
 
 #[tokio::test]
-async fn queue_info_reads_the_redrive_policy() {
+async fn capabilities_read_the_redrive_policy() {
     let (queue, _dlq) = sqs::queue_with_dlq("transport-info", 3, Duration::from_secs(45)).await;
-    let info = queue.transport().await.queue_info();
-    assert_eq!(info.name, queue.name);
-    assert_eq!(info.max_receive_count, Some(3));
-    assert_eq!(info.visibility_timeout, Duration::from_secs(45));
-    assert!(!info.fifo);
-    assert_eq!(info.retention, Duration::from_secs(4 * 24 * 3600));
+    let capabilities = queue.transport().await.capabilities();
+    assert_eq!(capabilities.name, queue.name);
+    assert_eq!(capabilities.max_deliveries, Some(3));
+    assert_eq!(capabilities.lease, Some(Duration::from_secs(45)));
+    assert!(!capabilities.ordered_groups);
+    assert_eq!(
+        capabilities.retention,
+        Some(Duration::from_secs(4 * 24 * 3600))
+    );
 
     // A visibility timeout asked on receive is what deliveries get, so it is what is reported.
     let custom = queue
@@ -226,10 +231,7 @@ async fn queue_info_reads_the_redrive_policy() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(
-        custom.queue_info().visibility_timeout,
-        Duration::from_secs(7)
-    );
+    assert_eq!(custom.capabilities().lease, Some(Duration::from_secs(7)));
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::router::{RouteEntry, Router};
 use crate::transport::{Capabilities, Transport};
-use crate::{Result, States};
+use crate::{IdempotencyKey, Result, States};
 
 /// Configures an [`App`]: handlers (registered with `#[handler]` and added here), shared
 /// state, the transport, the lock and the consumer's settings.
@@ -180,6 +180,14 @@ impl AppBuilder {
         self
     }
 
+    /// Longest a delivery's lease is extended in total while its handler runs (default: as
+    /// long as the transport allows, 12 hours on SQS). After it the message becomes visible
+    /// again while its handler still runs.
+    pub fn max_lease(mut self, max: Duration) -> Self {
+        self.consumer.max_lease = Some(max);
+        self
+    }
+
     /// Time in-flight handlers get at shutdown (default 30 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.consumer.shutdown_grace = grace;
@@ -196,6 +204,19 @@ impl AppBuilder {
     /// The attribute carrying the event key (default `iniesta_pass`).
     pub fn event_attribute(mut self, name: impl Into<String>) -> Self {
         self.consumer.decode.event_attribute = name.into();
+        self
+    }
+
+    /// What identifies a message for the lock and the processed marker (default: the broker's
+    /// message id, or a trusted SNS `MessageId`).
+    pub fn idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.consumer.decode.idempotency_key = key;
+        self
+    }
+
+    /// Include message bodies in failure logs (default off: bodies are confidential).
+    pub fn log_bodies(mut self, enabled: bool) -> Self {
+        self.consumer.log_bodies = enabled;
         self
     }
 

@@ -176,8 +176,10 @@ impl Pipeline {
             Err(error) => {
                 self.metrics.lock_unavailable();
                 self.pause.lock_unavailable(lock, &error, &self.stopping);
-                tracing::debug!(message_id, %error, "lock unavailable: given back unhandled");
-                Step::Settle(delivery, Settle::Return, Outcome::LockUnavailable)
+                // Left invisible rather than given back: polls still in flight would only
+                // receive it again and spend another delivery before the pause holds.
+                tracing::debug!(message_id, %error, "lock unavailable: left unhandled until its lease runs out");
+                Step::Settle(delivery, Settle::Leave, Outcome::LockUnavailable)
             }
         }
     }

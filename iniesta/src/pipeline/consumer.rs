@@ -79,6 +79,7 @@ impl Pipeline {
             let received = tokio::select! {
                 biased;
                 () = self.stopping.cancelled() => return,
+                () = self.pause.started() => continue,
                 received = self.transport.receive(wanted) => received,
             };
             match received {

@@ -44,8 +44,8 @@ pub enum Outcome {
     Busy,
     /// The processed marker says it was handled before: deleted without running the handler.
     AlreadyProcessed,
-    /// The lock servers could not be reached: not handled, given back; the consumer pauses
-    /// until the lock answers again.
+    /// The lock servers could not be reached: not handled, left until its lease runs out; the
+    /// consumer stops receiving until the lock answers again.
     LockUnavailable,
     /// The lock was lost while the handler ran: cancelled and given back (the default
     /// [`OnLockLost::Cancel`](crate::lock::OnLockLost::Cancel)).

@@ -40,6 +40,7 @@ const PROBE_MAX: Duration = Duration::from_secs(5);
 pub(crate) struct Pause {
     lock_unavailable: AtomicBool,
     resumed: Notify,
+    started: Notify,
 }
 
 impl Pause {
@@ -65,6 +66,20 @@ impl Pause {
         }
     }
 
+    /// Completes when a pause starts: pollers abandon their long polls, which would otherwise
+    /// receive (and spend a delivery of) messages nobody can lock.
+    pub(super) async fn started(&self) {
+        loop {
+            let started = self.started.notified();
+            let mut started = std::pin::pin!(started);
+            started.as_mut().enable();
+            if self.lock_unavailable.load(Ordering::Acquire) {
+                return;
+            }
+            started.await;
+        }
+    }
+
     /// Pauses receiving because the lock has no quorum, and starts probing it. Only the first
     /// caller of an outage logs and probes.
     pub(super) fn lock_unavailable(
@@ -76,6 +91,7 @@ impl Pause {
         if self.lock_unavailable.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.started.notify_waiters();
         tracing::error!(
             %error,
             "the lock cannot reach a quorum: receiving paused until it answers again (no \

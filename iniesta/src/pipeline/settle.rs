@@ -21,11 +21,12 @@ pub(super) enum Settle {
     /// otherwise the lease runs out as it would.
     Retry,
     /// Give back at once, unlocked first so whoever receives it next does not find it busy
-    /// (shutdown, a FIFO predecessor not handled, lock lost, lock unavailable).
+    /// (shutdown, a FIFO predecessor not handled, lock lost).
     Return,
     /// Give back after a delay: another consumer's lock on it can expire by then.
     ReturnAfter(Duration),
-    /// Leave it to its lease and the broker's redrive (no handler for its key).
+    /// Leave it to its lease and the broker's redrive (no handler for its key, the lock
+    /// unavailable).
     Leave,
 }
 

@@ -12,6 +12,7 @@
 //! | `INIESTA_SQS_RECEIVE_MESSAGE_WAIT_TIME_SECONDS` | 20 | long poll, 0-20 |
 //! | `INIESTA_SQS_VISIBILITY_TIMEOUT` | the queue's | visibility asked on receive |
 //! | `INIESTA_SQS_DELETE_FLUSH_INTERVAL` | 10ms | longest a delete waits to fill a batch |
+//! | `INIESTA_STARTUP_TIMEOUT` | 60s | how long startup retries an unreachable or failing SQS |
 //! | `INIESTA_CONCURRENCY` | 32 | handlers running at once |
 //! | `INIESTA_HANDLER_TIMEOUT` | none | a handler running longer is cancelled and fails |
 //! | `INIESTA_HEARTBEAT_FRACTION` | 0.5 | extend a lease when this fraction of it has passed |
@@ -33,10 +34,12 @@
 //! | `INIESTA_LOCK_FAIL_OPEN` | false | handle without the lock when Redis is down |
 //! | `INIESTA_LOCK_FENCING` | false | hand a fencing token to handlers |
 //! | `INIESTA_REDIS_TIMEOUT` | 500ms | timeout of every Redis call |
+//! | `INIESTA_LOG_FORMAT` | `text` | `json` for one JSON object per line (entry points only) |
 //!
 //! Durations take `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
 
 mod env;
+mod log_format;
 
 use std::fmt;
 use std::time::Duration;
@@ -45,6 +48,7 @@ use crate::message::{DecodeOptions, IdempotencyKey};
 use crate::{ConfigError, Result};
 
 use env::Env;
+pub use log_format::LogFormat;
 
 /// The message attribute that carries the event key, as in iniesta (Python).
 pub const DEFAULT_EVENT_ATTRIBUTE: &str = "iniesta_pass";
@@ -75,6 +79,8 @@ pub struct Config {
     pub sqs: SqsConfig,
     /// The idempotency lock.
     pub lock: LockConfig,
+    /// The default log output's format (`INIESTA_LOG_FORMAT`).
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -97,10 +103,12 @@ impl Config {
         let consumer = ConsumerConfig::read(&env)?;
         let sqs = SqsConfig::read(&env)?;
         let lock = LockConfig::read(&env)?;
+        let log_format = LogFormat::read(&env)?;
         Ok(Config {
             consumer,
             sqs,
             lock,
+            log_format,
         })
     }
 }
@@ -248,6 +256,8 @@ pub struct SqsConfig {
     pub visibility_timeout: Option<Duration>,
     /// Longest a delete waits to fill a batch of ten (default 10 ms).
     pub delete_flush_interval: Option<Duration>,
+    /// How long startup retries a transient SQS failure (`INIESTA_STARTUP_TIMEOUT`, default 60 s).
+    pub startup_timeout: Option<Duration>,
 }
 
 /// The default queue-name template, as in iniesta.
@@ -273,6 +283,7 @@ impl SqsConfig {
             wait_time: wait.map(|s| Duration::from_secs(s as u64)),
             visibility_timeout: visibility.map(|s| Duration::from_secs(s as u64)),
             delete_flush_interval: env.duration("INIESTA_SQS_DELETE_FLUSH_INTERVAL")?,
+            startup_timeout: env.duration("INIESTA_STARTUP_TIMEOUT")?,
         })
     }
 
@@ -326,6 +337,7 @@ impl fmt::Debug for SqsConfig {
             .field("wait_time", &self.wait_time)
             .field("visibility_timeout", &self.visibility_timeout)
             .field("delete_flush_interval", &self.delete_flush_interval)
+            .field("startup_timeout", &self.startup_timeout)
             .finish()
     }
 }

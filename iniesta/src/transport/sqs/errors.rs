@@ -240,6 +240,20 @@ pub(super) fn fan_out(err: TransportError, n: usize) -> Vec<TransportError> {
             .collect(),
         TransportError::InvalidReceipt => (0..n).map(|_| TransportError::InvalidReceipt).collect(),
         TransportError::Closed => (0..n).map(|_| TransportError::Closed).collect(),
+        TransportError::StartupTimeout {
+            target,
+            waited,
+            source,
+        } => {
+            let shared: Arc<dyn StdError + Send + Sync> = Arc::from(source);
+            (0..n)
+                .map(|_| TransportError::StartupTimeout {
+                    target: target.clone(),
+                    waited,
+                    source: Box::new(Shared(Arc::clone(&shared))) as BoxError,
+                })
+                .collect()
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod connect;
 mod convert;
 mod counters;
 mod errors;
+mod startup;
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use connect::{
     SqsTransportBuilder,
 };
 pub use counters::SqsRequestCounts;
+pub use startup::DEFAULT_STARTUP_TIMEOUT;
 
 /// The AWS SDK for SQS this transport is built on, for
 /// [`SqsTransport::builder`] clients of the same version.

@@ -75,11 +75,10 @@ fn env_filter(rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
 
 /// Everything passes, but [`CAPPED_TARGETS`] only up to [`CAP`].
 fn capped() -> Targets {
-    CAPPED_TARGETS
-        .iter()
-        .fold(Targets::new().with_default(LevelFilter::TRACE), |t, name| {
-            t.with_target(*name, CAP)
-        })
+    CAPPED_TARGETS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, name| t.with_target(*name, CAP),
+    )
 }
 
 /// The formatting layer, writing to `writer`.
@@ -170,7 +169,10 @@ mod tests {
             tracing::info!(target: "aws_config", "sdk chatter");
             tracing::debug!(target: "my_service", "details");
         });
-        assert!(out.contains("details") && !out.contains("sdk chatter"), "{out}");
+        assert!(
+            out.contains("details") && !out.contains("sdk chatter"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use tokio::time::Instant;
 
-use crate::{Error, Result, TransportError};
+use crate::{BoxError, Error, Result, TransportError};
 
 /// How long startup retries a transient SQS failure when `INIESTA_STARTUP_TIMEOUT` is unset.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -23,14 +23,15 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// is logged at WARN and tried again after a jittered, doubling pause. When `timeout` runs out
 /// the last failure is returned inside [`TransportError::StartupTimeout`], naming `target`. An
 /// attempt still running at the deadline is abandoned, so startup never takes much longer than
-/// `timeout`.
+/// `timeout`; the failure reported is then the one before it, which says more than "no answer".
 pub(super) async fn retry<T, F, Fut>(timeout: Duration, target: &str, mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let started = Instant::now();
-    let deadline = started + timeout;
+    let deadline = Instant::now() + timeout;
+    // The last failure seen, as text: `notify` only borrows it.
+    let previous = std::sync::Mutex::new(None::<String>);
     let backoff = ExponentialBuilder::default()
         .with_min_delay(MIN_DELAY)
         .with_max_delay(MAX_DELAY)
@@ -49,6 +50,7 @@ where
     // Never sleep past the deadline: the last attempt starts just before it.
     .adjust(|_, delay| delay.map(|d| d.min(deadline.saturating_duration_since(Instant::now()))))
     .notify(|err, delay| {
+        *previous.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
         tracing::warn!(
             target = %target,
             error = %err,
@@ -57,13 +59,21 @@ where
         );
     })
     .await;
+    let previous = previous.into_inner().unwrap_or_else(|e| e.into_inner());
     match result {
-        Err(err) if is_transient(&err) => Err(TransportError::StartupTimeout {
-            target: target.to_owned(),
-            waited: timeout,
-            source: Box::new(err),
+        Err(err) if is_transient(&err) => {
+            let cut_off = matches!(&err, Error::Transport(TransportError::Service { operation, .. }) if *operation == NO_ANSWER_OPERATION);
+            let source: BoxError = match previous {
+                Some(text) if cut_off => text.into(),
+                _ => Box::new(err),
+            };
+            Err(TransportError::StartupTimeout {
+                target: target.to_owned(),
+                waited: timeout,
+                source,
+            }
+            .into())
         }
-        .into()),
         other => other,
     }
 }
@@ -72,10 +82,13 @@ fn is_transient(err: &Error) -> bool {
     matches!(err, Error::Transport(transport) if transport.is_retryable())
 }
 
+/// The operation named by [`no_answer`].
+const NO_ANSWER_OPERATION: &str = "connect";
+
 /// The failure of an attempt cut off by the deadline.
 fn no_answer() -> TransportError {
     TransportError::Service {
-        operation: "connect",
+        operation: NO_ANSWER_OPERATION,
         retryable: true,
         source: "no answer before the startup timeout".into(),
     }
@@ -159,6 +172,30 @@ mod tests {
         );
         assert!(message.contains("INIESTA_STARTUP_TIMEOUT"), "{message}");
         assert!(message.contains("connection refused"), "{message}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_off_attempt_reports_the_failure_before_it() {
+        let attempts = AtomicUsize::new(0);
+        let err = retry(Duration::from_secs(5), "SQS queue `q`", || {
+            let first = attempts.fetch_add(1, Ordering::Relaxed) == 0;
+            async move {
+                if first {
+                    Err(refused())
+                } else {
+                    std::future::pending().await
+                }
+            }
+        })
+        .await
+        .map(|()| ())
+        .unwrap_err();
+        let message = format!("{err:?}");
+        assert!(
+            message.contains("GetQueueUrl failed: dispatch failure: connection refused"),
+            "{message}"
+        );
+        assert!(!message.contains("no answer"), "{message}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,7 +2,8 @@
 //!
 //! `cargo run --example quickstart` needs no AWS and no Redis. It sends demo messages into a
 //! `MemoryQueue`, runs the consumer until they are all handled, and prints what each handler
-//! received. Swap `MemoryQueue` for `iniesta::run()` to consume a real queue.
+//! received. To consume a real queue, start from `App::from_env().await?` (see
+//! `examples/readme.rs`) instead of `App::builder().transport(queue)`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

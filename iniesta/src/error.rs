@@ -11,7 +11,19 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can stop iniesta from starting or running.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` reads like `anyhow`'s, so `main() -> Result<(), iniesta::Error>` prints the message,
+/// then each cause under `Caused by:`. `{:#?}` shows the structure instead.
+///
+/// # Examples
+///
+/// ```
+/// use iniesta::{ConfigError, Error};
+///
+/// let err = Error::from(ConfigError::Conflict("two queues are named".into()));
+/// assert_eq!(format!("{err:?}"), "two queues are named");
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A setting is missing, out of range or unparsable.
@@ -93,6 +105,69 @@ impl Error {
     }
 }
 
+impl fmt::Debug for Error {
+    /// The message, then its causes as `anyhow` prints them; `{:#?}` shows the structure.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return self.fmt_structure(f);
+        }
+        write!(f, "{self}")?;
+        let causes = causes(self);
+        match causes.as_slice() {
+            [] => Ok(()),
+            [only] => write!(f, "\n\nCaused by:\n    {only}"),
+            many => {
+                f.write_str("\n\nCaused by:")?;
+                for (i, cause) in many.iter().enumerate() {
+                    write!(f, "\n    {i}: {cause}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Error {
+    fn fmt_structure(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => f.debug_tuple("Config").field(e).finish(),
+            Error::Registry(e) => f.debug_tuple("Registry").field(e).finish(),
+            Error::Transport(e) => f.debug_tuple("Transport").field(e).finish(),
+            Error::Lock(e) => f.debug_tuple("Lock").field(e).finish(),
+            Error::Json {
+                type_name,
+                problem,
+                line,
+                column,
+            } => f
+                .debug_struct("Json")
+                .field("type_name", type_name)
+                .field("problem", problem)
+                .field("line", line)
+                .field("column", column)
+                .finish(),
+            Error::Io(e) => f.debug_tuple("Io").field(e).finish(),
+        }
+    }
+}
+
+/// The messages of `error`'s sources, skipping each that the message before it already
+/// quotes (`"GetQueueUrl failed: {source}"` followed by that source).
+fn causes(error: &dyn std::error::Error) -> Vec<String> {
+    let mut causes = Vec::new();
+    let mut previous = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            causes.push(text.clone());
+        }
+        previous = text;
+        source = cause.source();
+    }
+    causes
+}
+
 impl ConfigError {
     pub(crate) fn invalid(
         name: impl Into<String>,
@@ -168,7 +243,7 @@ pub enum RegistryError {
     },
     /// A handler needs state (or an instance for a `&self` method) that was not registered.
     #[error(
-        "handler {handler} needs state of type `{type_name}`: register it with `App::builder().state(..)`"
+        "handler {handler} needs state of type `{type_name}`: register one with `.state(..)` on the app builder (`App::from_env().await?` or `App::builder()`)"
     )]
     MissingState {
         /// The handler.
@@ -183,7 +258,9 @@ pub enum RegistryError {
 #[non_exhaustive]
 pub enum TransportError {
     /// The queue is not there.
-    #[error("queue `{queue}` does not exist (region {region}, endpoint {endpoint})")]
+    #[error(
+        "queue `{queue}` does not exist (region {region}, endpoint {endpoint}): create it, or check the queue name, the region and the endpoint"
+    )]
     QueueDoesNotExist {
         /// The queue name or URL.
         queue: String,
@@ -215,6 +292,20 @@ pub enum TransportError {
         /// The operation asked.
         operation: &'static str,
     },
+    /// The queue service kept failing with transient errors (refused connections, 5xx,
+    /// throttling) until the startup timeout ran out.
+    #[error(
+        "{target} did not answer within {waited:?}: check that the endpoint is right and reachable, or give it longer with INIESTA_STARTUP_TIMEOUT"
+    )]
+    StartupTimeout {
+        /// What was being reached: the queue, region and endpoint.
+        target: String,
+        /// How long startup kept trying.
+        waited: std::time::Duration,
+        /// The last failure.
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl TransportError {
@@ -227,7 +318,8 @@ impl TransportError {
             TransportError::InvalidReceipt => true,
             TransportError::QueueDoesNotExist { .. }
             | TransportError::Closed
-            | TransportError::Unsupported { .. } => false,
+            | TransportError::Unsupported { .. }
+            | TransportError::StartupTimeout { .. } => false,
         }
     }
 }
@@ -263,4 +355,85 @@ pub enum LockError {
         /// The lock ttl.
         ttl: std::time::Duration,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable() -> Error {
+        Error::Transport(TransportError::StartupTimeout {
+            target: "SQS queue `orders` at http://127.0.0.1:9 (region us-east-1)".into(),
+            waited: std::time::Duration::from_secs(2),
+            source: Box::new(TransportError::Service {
+                operation: "GetQueueUrl",
+                retryable: true,
+                source: "dispatch failure: connection refused".into(),
+            }),
+        })
+    }
+
+    #[test]
+    fn debug_reads_like_anyhow_without_repeating_quoted_causes() {
+        let debug = format!("{:?}", unreachable());
+        assert_eq!(
+            debug,
+            "SQS queue `orders` at http://127.0.0.1:9 (region us-east-1) did not answer within \
+             2s: check that the endpoint is right and reachable, or give it longer with \
+             INIESTA_STARTUP_TIMEOUT\n\nCaused by:\n    GetQueueUrl failed: dispatch failure: \
+             connection refused"
+        );
+        assert!(!debug.contains("retryable"), "{debug}");
+    }
+
+    /// An error whose message does not quote its source.
+    #[derive(Debug)]
+    struct Chain(&'static str, Option<Box<Chain>>);
+
+    impl fmt::Display for Chain {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Chain {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|c| c as _)
+        }
+    }
+
+    #[test]
+    fn debug_numbers_several_causes() {
+        let chain = Chain(
+            "connection reset",
+            Some(Box::new(Chain(
+                "tls handshake failed",
+                Some(Box::new(Chain("certificate expired", None))),
+            ))),
+        );
+        let err = Error::Lock(LockError::Backend {
+            instance: "redis://127.0.0.1:6379".into(),
+            source: Box::new(chain),
+        });
+        assert_eq!(
+            format!("{err:?}"),
+            "lock server redis://127.0.0.1:6379 failed: connection reset\n\nCaused by:\n    \
+             0: tls handshake failed\n    1: certificate expired"
+        );
+    }
+
+    #[test]
+    fn alternate_debug_shows_the_structure() {
+        let debug = format!("{:#?}", unreachable());
+        assert!(debug.starts_with("Transport(\n"), "{debug}");
+        assert!(debug.contains("StartupTimeout"), "{debug}");
+    }
+
+    #[test]
+    fn a_startup_timeout_is_permanent() {
+        let Error::Transport(err) = unreachable() else {
+            unreachable!("built as a transport error")
+        };
+        assert!(!err.is_retryable());
+    }
 }

@@ -1,7 +1,8 @@
 //! **iniesta: event handlers for AWS SQS, routed by event key, handled exactly once.**
 //!
-//! Annotate async functions with `#[handler("Event.key")]`; call [`run`] in `main`. The
-//! runtime long-polls SQS, reads each message's event key from its `iniesta_pass` attribute
+//! Annotate async functions with `#[handler("Event.key")]`; in `main`, take the app builder
+//! [`App::from_env`] sets up, register shared state and run it (or call [`run`] when no handler
+//! needs state). The runtime long-polls SQS, reads each message's event key from its `iniesta_pass` attribute
 //! (or its SNS envelope), takes a Redis Redlock on the message id so no message is handled
 //! twice at once, runs the handler, and deletes the message only when the handler succeeded.
 //!
@@ -44,14 +45,22 @@
 //! # fn main() {}
 //! ```
 //!
-//! Running: `iniesta::run()` reads `INIESTA_*` variables (see [`config`]); [`App::builder`]
-//! configures the same explicitly, registers state (`Billing` above runs on the registered
-//! instance) and picks the transport.
+//! Running: [`App::from_env`] reads the `INIESTA_*` variables (see [`config`]), connects to
+//! SQS and the lock, installs a log output unless the program has one, and returns the
+//! [`AppBuilder`]: register state there (`Billing` above runs on the registered instance),
+//! then build and run. [`App::builder`] configures everything explicitly instead and picks
+//! the transport; `iniesta::run()` is `from_env` with nothing added.
 //!
 //! ```no_run
+//! # struct Billing { currency: &'static str }
 //! #[tokio::main]
 //! async fn main() -> Result<(), iniesta::Error> {
-//!     iniesta::run().await
+//!     iniesta::App::from_env()
+//!         .await?
+//!         .state(Billing { currency: "EUR" })
+//!         .build()?
+//!         .run()
+//!         .await
 //! }
 //! ```
 //!
@@ -100,6 +109,11 @@ mod pipeline;
 mod registry;
 mod router;
 mod state;
+
+// Every Rust block of the README compiles (and the testing one runs) as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme_doctests {}
 
 pub mod config;
 pub mod lock;

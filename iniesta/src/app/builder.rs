@@ -78,9 +78,9 @@ impl Default for AppBuilder {
 }
 
 impl AppBuilder {
-    /// A builder with the consumer and lock-policy settings of `config` (what
-    /// `App::from_env` reads); the transport and the lock are still to be set.
-    pub fn from_config(config: &Config) -> Self {
+    /// A builder with the consumer and lock-policy settings of `config`, for
+    /// [`App::from_config`]; the transport and the lock are still to be set.
+    pub(crate) fn from_settings(config: &Config) -> Self {
         AppBuilder {
             consumer: config.consumer.clone(),
             policy: config.lock.policy.clone(),

@@ -1,18 +1,20 @@
-//! `iniesta::run()`: everything from the environment.
+//! The entry points: [`App::from_env`] and `iniesta::run()`, everything from the environment.
 
 use std::sync::Arc;
 
-use super::App;
+use super::{App, AppBuilder, logging};
 use crate::config::Config;
 use crate::lock::IdempotencyLock;
 use crate::transport::Transport;
 use crate::{ConfigError, Result};
 
 /// Runs the handlers registered with `#[handler]` against the queue the environment names,
-/// until SIGINT or SIGTERM.
+/// until SIGINT or SIGTERM: `App::from_env().await?.build()?.run().await`.
 ///
-/// Reads every `INIESTA_*` variable (see [`config`](crate::config)), connects to SQS, takes the
-/// Redis Redlock (`INIESTA_REDIS_URLS`) unless `INIESTA_LOCK_ENABLED=false`.
+/// Reads every `INIESTA_*` variable (see [`config`](crate::config)), logs as
+/// [`App::from_env`] does, connects to SQS, takes the Redis Redlock (`INIESTA_REDIS_URLS`)
+/// unless `INIESTA_LOCK_ENABLED=false`. Handlers that need state (`State<S>`, `&self`
+/// methods) need [`App::from_env`] instead, to register it.
 ///
 /// # Examples
 ///
@@ -33,20 +35,72 @@ use crate::{ConfigError, Result};
 ///
 /// # Errors
 ///
-/// A missing or bad setting (naming the variable), a queue that does not exist (naming queue,
-/// region and endpoint), invalid handlers, or a permanent SQS error while running.
+/// As [`App::from_env`] and [`AppBuilder::build`], or a permanent SQS error while running.
 pub async fn run() -> Result<()> {
-    let config = Config::from_env()?;
-    App::from_config(config).await?.run().await
+    App::from_env().await?.build()?.run().await
 }
 
 impl App {
-    /// Builds the app `iniesta::run` runs: registered handlers, SQS and the lock from `config`.
+    /// An [`AppBuilder`] set up from the environment: the SQS transport, the lock and every
+    /// setting of [`Config::from_env`], with the `#[handler]` functions routed. Register state
+    /// and more handlers on it, then build and run.
+    ///
+    /// Startup waits for SQS: refused connections, 5xx and throttling are retried with backoff
+    /// for `INIESTA_STARTUP_TIMEOUT` (default 60 s); a queue that does not exist or denied
+    /// access ends it at once.
+    ///
+    /// Unless the program has set a `tracing` subscriber already, this installs one that
+    /// prints to stderr: filtered by `RUST_LOG` (default `info`), as text or, with
+    /// `INIESTA_LOG_FORMAT=json`, one JSON object per line. It keeps the AWS SDK and HTTP
+    /// targets (`aws_smithy_*`, `aws_sdk_*`, `aws_config`, `hyper`, `h2`, `rustls`, ...) at
+    /// `info` whatever `RUST_LOG` says: at `debug` and `trace` they print response bodies,
+    /// and message bodies are confidential. [`App::builder`] never installs one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run,standalone_crate
+    /// use iniesta::{handler, handlers, Message};
+    ///
+    /// struct Billing { currency: &'static str }
+    ///
+    /// #[handlers]
+    /// impl Billing {
+    ///     #[handler("InvoiceSent.billing")]
+    ///     async fn invoice_sent(&self, msg: Message) {
+    ///         println!("invoice {} in {}", msg.id(), self.currency);
+    ///     }
+    /// }
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> Result<(), iniesta::Error> {
+    ///     iniesta::App::from_env()
+    ///         .await?
+    ///         .state(Billing { currency: "EUR" })
+    ///         .concurrency(16)
+    ///         .build()?
+    ///         .run()
+    ///         .await
+    /// }
+    /// ```
     ///
     /// # Errors
     ///
-    /// As [`run`].
-    pub async fn from_config(config: Config) -> Result<App> {
+    /// A missing or bad setting (naming the variable), a queue that does not exist (naming
+    /// queue, region and endpoint), denied access, or SQS still unreachable when the startup
+    /// timeout runs out; the lock servers failing to connect.
+    pub async fn from_env() -> Result<AppBuilder> {
+        let config = Config::from_env()?;
+        logging::install_default(config.log_format);
+        App::from_config(config).await
+    }
+
+    /// As [`from_env`](Self::from_env), with settings you read or adjusted yourself, and
+    /// without installing a log output.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub async fn from_config(config: Config) -> Result<AppBuilder> {
         if !config.sqs.is_configured() {
             return Err(ConfigError::Missing {
                 what: "the SQS queue".into(),
@@ -55,11 +109,13 @@ impl App {
             .into());
         }
         let transport = connect_sqs(&config).await?;
-        let lock = connect_lock(&config).await?;
-        let pipeline_builder = super::AppBuilder::from_config(&config)
+        // The lock ttl follows the queue's visibility timeout unless set: a crashed
+        // consumer's lock then expires by the time its message comes back.
+        let lease = transport.capabilities().lease;
+        let lock = connect_lock(&config, lease).await?;
+        Ok(AppBuilder::from_settings(&config)
             .set_transport_arc(transport)
-            .set_lock_arc(lock);
-        pipeline_builder.build()
+            .set_lock_arc(lock))
     }
 }
 
@@ -78,16 +134,24 @@ async fn connect_sqs(_: &Config) -> Result<Arc<dyn Transport>> {
 }
 
 #[cfg(feature = "redis")]
-async fn connect_lock(config: &Config) -> Result<Option<Arc<dyn IdempotencyLock>>> {
+async fn connect_lock(
+    config: &Config,
+    lease: Option<std::time::Duration>,
+) -> Result<Option<Arc<dyn IdempotencyLock>>> {
     if !config.lock.enabled {
         return Ok(None);
     }
-    let lock = crate::lock::redlock::Redlock::connect(&config.lock.redlock).await?;
+    let mut redlock = config.lock.redlock.clone();
+    redlock.ttl = redlock.ttl.or(lease);
+    let lock = crate::lock::redlock::Redlock::connect(&redlock).await?;
     Ok(Some(Arc::new(lock)))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn connect_lock(config: &Config) -> Result<Option<Arc<dyn IdempotencyLock>>> {
+async fn connect_lock(
+    config: &Config,
+    _: Option<std::time::Duration>,
+) -> Result<Option<Arc<dyn IdempotencyLock>>> {
     if config.lock.enabled {
         return Err(ConfigError::Conflict(
             "the lock is enabled but iniesta was built without its `redis` feature: set INIESTA_LOCK_ENABLED=false or enable the feature".into(),

@@ -2,6 +2,7 @@
 
 mod builder;
 mod from_env;
+mod logging;
 
 use std::fmt;
 use std::future::Future;

@@ -12,6 +12,7 @@
 //! | `INIESTA_SQS_RECEIVE_MESSAGE_WAIT_TIME_SECONDS` | 20 | long poll, 0-20 |
 //! | `INIESTA_SQS_VISIBILITY_TIMEOUT` | the queue's | visibility asked on receive |
 //! | `INIESTA_SQS_DELETE_FLUSH_INTERVAL` | 10ms | longest a delete waits to fill a batch |
+//! | `INIESTA_STARTUP_TIMEOUT` | 60s | how long startup retries an unreachable or failing SQS |
 //! | `INIESTA_CONCURRENCY` | 32 | handlers running at once |
 //! | `INIESTA_HANDLER_TIMEOUT` | none | a handler running longer is cancelled and fails |
 //! | `INIESTA_HEARTBEAT_FRACTION` | 0.5 | extend a lease when this fraction of it has passed |
@@ -34,12 +35,14 @@
 //! | `INIESTA_LOCK_FENCING` | false | hand a fencing token to handlers |
 //! | `INIESTA_LOCK_LOST` | `cancel` | a handler whose lock is lost: `cancel` or `run-on` |
 //! | `INIESTA_REDIS_TIMEOUT` | 500ms | timeout of every Redis call |
+//! | `INIESTA_LOG_FORMAT` | `text` | `json` for one JSON object per line (entry points only) |
 //!
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
 //! `1h`) or a bare number of seconds (`1.5`).
 
 mod env;
 mod lock;
+mod log_format;
 
 use std::time::Duration;
 
@@ -50,6 +53,7 @@ use crate::{ConfigError, Result};
 pub use crate::transport::sqs::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 
 use env::Env;
+pub use log_format::LogFormat;
 
 pub use lock::LockConfig;
 
@@ -72,6 +76,8 @@ pub struct Config {
     pub sqs: SqsConfig,
     /// The idempotency lock.
     pub lock: LockConfig,
+    /// The default log output's format (`INIESTA_LOG_FORMAT`).
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -94,10 +100,12 @@ impl Config {
         let consumer = ConsumerConfig::read(&env)?;
         let sqs = read_sqs(&env)?;
         let lock = LockConfig::read(&env)?;
+        let log_format = LogFormat::read(&env)?;
         Ok(Config {
             consumer,
             sqs,
             lock,
+            log_format,
         })
     }
 }
@@ -242,6 +250,7 @@ fn read_sqs(env: &Env<'_>) -> Result<SqsConfig, ConfigError> {
         visibility_timeout: visibility.map(|s| Duration::from_secs(s as u64)),
         delete_flush_interval: env.duration("INIESTA_SQS_DELETE_FLUSH_INTERVAL")?,
         verify_md5: env.bool("INIESTA_VERIFY_MD5")?.unwrap_or(true),
+        startup_timeout: env.duration("INIESTA_STARTUP_TIMEOUT")?,
     })
 }
 

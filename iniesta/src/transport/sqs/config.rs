@@ -29,6 +29,8 @@ pub struct SqsConfig {
     pub delete_flush_interval: Option<Duration>,
     /// Check bodies against `MD5OfBody` (default on).
     pub verify_md5: bool,
+    /// How long startup retries a transient SQS failure (`INIESTA_STARTUP_TIMEOUT`, default 60 s).
+    pub startup_timeout: Option<Duration>,
 }
 
 /// The default queue-name template, as in iniesta.
@@ -47,6 +49,7 @@ impl Default for SqsConfig {
             visibility_timeout: None,
             delete_flush_interval: None,
             verify_md5: true,
+            startup_timeout: None,
         }
     }
 }
@@ -103,6 +106,7 @@ impl fmt::Debug for SqsConfig {
             .field("visibility_timeout", &self.visibility_timeout)
             .field("delete_flush_interval", &self.delete_flush_interval)
             .field("verify_md5", &self.verify_md5)
+            .field("startup_timeout", &self.startup_timeout)
             .finish()
     }
 }

@@ -15,6 +15,7 @@ use super::counters::{CountRequests, Counters};
 use super::errors::{Target, classify};
 use super::limits::{MAX_VISIBILITY, MAX_WAIT_TIME};
 use super::transport::{Inner, SqsTransport};
+use super::startup::DEFAULT_STARTUP_TIMEOUT;
 use crate::{ConfigError, Result};
 
 /// The long-poll wait when none is configured (SQS's maximum).
@@ -268,6 +269,9 @@ impl SqsTransportBuilder {
 }
 
 /// Builds a client from the aws-config default chain and the endpoint of `config`.
+///
+/// Transient failures (refused connections, 5xx, throttling) are retried until
+/// `config.startup_timeout`; permanent ones (no such queue, access denied) return at once.
 pub(super) async fn connect(config: &SqsConfig) -> Result<SqsTransport> {
     // Fail on a missing queue setting before loading credentials.
     let queue_name = match &config.queue_url {
@@ -279,24 +283,45 @@ pub(super) async fn connect(config: &SqsConfig) -> Result<SqsTransport> {
     if let Some(endpoint) = &config.endpoint_url {
         sqs_config = sqs_config.endpoint_url(endpoint);
     }
-    let mut builder = SqsTransport::builder(Client::from_conf(sqs_config.build()));
-    if let Some(url) = &config.queue_url {
-        builder = builder.queue_url(url);
-    }
-    if let Some(name) = queue_name {
-        builder = builder.queue_name(name);
-    }
-    if let Some(wait) = config.wait_time {
-        builder = builder.wait_time(wait);
-    }
-    if let Some(timeout) = config.visibility_timeout {
-        builder = builder.visibility_timeout(timeout);
-    }
-    if let Some(interval) = config.delete_flush_interval {
-        builder = builder.delete_flush_interval(interval);
-    }
-    builder = builder.verify_md5(config.verify_md5);
-    builder.connect().await
+    let client = Client::from_conf(sqs_config.build());
+    let target = format!(
+        "SQS queue `{}` at {} (region {})",
+        queue_name.as_deref().unwrap_or_else(|| config
+            .queue_url
+            .as_deref()
+            .map(queue_name_from_url)
+            .unwrap_or_default()),
+        config
+            .endpoint_url
+            .as_deref()
+            .unwrap_or("the default endpoint"),
+        client
+            .config()
+            .region()
+            .map_or_else(|| "unset".to_owned(), ToString::to_string),
+    );
+    // SQS may come up after the consumer (compose files, sidecars): retry transient failures.
+    let timeout = config.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT);
+    super::startup::retry(timeout, &target, || {
+        let mut builder = SqsTransport::builder(client.clone());
+        if let Some(url) = &config.queue_url {
+            builder = builder.queue_url(url);
+        }
+        if let Some(name) = &queue_name {
+            builder = builder.queue_name(name);
+        }
+        if let Some(wait) = config.wait_time {
+            builder = builder.wait_time(wait);
+        }
+        if let Some(timeout) = config.visibility_timeout {
+            builder = builder.visibility_timeout(timeout);
+        }
+        if let Some(interval) = config.delete_flush_interval {
+            builder = builder.delete_flush_interval(interval);
+        }
+        builder.verify_md5(config.verify_md5).connect()
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -131,7 +131,25 @@ where
             _ => {}
         }
     }
-    aws_sdk_sqs::error::DisplayErrorContext(err).to_string()
+    chain(err)
+}
+
+/// `error` and its sources, joined by `": "`, each message once.
+///
+/// Unlike the SDK's `DisplayErrorContext`, no `Debug` dump: the text ends up in an error a
+/// person reads at startup ("tcp connect error: Connection refused (os error 111)").
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A failed SDK call, described once (the SDK error itself is not `Sync` for every operation).
@@ -243,6 +261,20 @@ pub(super) fn fan_out(err: TransportError, n: usize) -> Vec<TransportError> {
         TransportError::Unsupported { operation } => (0..n)
             .map(|_| TransportError::Unsupported { operation })
             .collect(),
+        TransportError::StartupTimeout {
+            target,
+            waited,
+            source,
+        } => {
+            let shared: Arc<dyn StdError + Send + Sync> = Arc::from(source);
+            (0..n)
+                .map(|_| TransportError::StartupTimeout {
+                    target: target.clone(),
+                    waited,
+                    source: Box::new(Shared(Arc::clone(&shared))) as BoxError,
+                })
+                .collect()
+        }
     }
 }
 
@@ -290,6 +322,43 @@ mod tests {
         };
         assert!(!denied.is_retryable());
         assert!(!denied.into_error("DeleteMessageBatch").is_retryable());
+    }
+
+    /// An error that names its source, like the SDK's.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl StdError for Layer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn a_failure_chain_reads_as_one_sentence_without_debug_dumps() {
+        let refused = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "io error",
+                Some(Box::new(Layer(
+                    "tcp connect error: Connection refused (os error 111)",
+                    None,
+                ))),
+            ))),
+        );
+        assert_eq!(
+            chain(&refused),
+            "dispatch failure: io error: tcp connect error: Connection refused (os error 111)"
+        );
+        // A message that already quotes its source is not repeated.
+        let quoting = Layer("timeout: io error", Some(Box::new(Layer("io error", None))));
+        assert_eq!(chain(&quoting), "timeout: io error");
     }
 
     #[test]

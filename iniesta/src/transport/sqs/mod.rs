@@ -22,6 +22,8 @@ mod counters;
 mod errors;
 #[cfg(feature = "sqs")]
 mod transport;
+#[cfg(feature = "sqs")]
+mod startup;
 
 pub use config::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 pub use details::{SqsDetails, SystemAttributes};
@@ -33,6 +35,8 @@ pub use connect::{DEFAULT_DELETE_FLUSH_INTERVAL, DEFAULT_WAIT_TIME, SqsTransport
 pub use counters::SqsRequestCounts;
 #[cfg(feature = "sqs")]
 pub use transport::SqsTransport;
+#[cfg(feature = "sqs")]
+pub use startup::DEFAULT_STARTUP_TIMEOUT;
 
 /// The AWS SDK for SQS this transport is built on, for
 /// [`SqsTransport::builder`] clients of the same version.

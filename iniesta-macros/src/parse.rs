@@ -1,116 +1,196 @@
-//! The attributes' arguments and the items they sit on, parsed into our own types.
+//! The attributes' arguments and the items they sit on, read into our own types. Only the
+//! syntax is checked here; what the types mean is `check`'s job.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::ToTokens;
+use quote::{ToTokens, format_ident};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Error, Expr, ExprLit, FnArg, Lit, LitStr, Meta, Signature, Token, Type};
-
-use crate::check::Errors;
+use syn::{
+    Attribute, Error, Expr, ExprLit, FnArg, ImplItem, ItemImpl, Lit, LitStr, MacroDelimiter, Meta,
+    MetaList, Path, Signature, Token, Type,
+};
 
 /// What `#[handlers]` turns each method's `#[handler(..)]` into: the attribute still expands
 /// (so the user's `use iniesta::handler` counts as used) but only hands the method back.
-pub(crate) const IN_HANDLERS: &str = "__iniesta_in_handlers";
+const IN_HANDLERS: &str = "__iniesta_in_handlers";
 
-/// The arguments of `#[handler]`, one of:
+/// Every error found, reported together.
+#[derive(Debug, Default)]
+pub(crate) struct Errors(Option<Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: Error) {
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// The value, or `None` with its error kept.
+    pub(crate) fn take<T>(&mut self, result: syn::Result<T>) -> Option<T> {
+        result.map_err(|error| self.push(error)).ok()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub(crate) fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// One argument of `#[handler(..)]` or `#[handlers(..)]`, one of:
+///
+/// ```text
+/// "UserUpdated.user"        an event key, or a prefix pattern like "UserUpdated.*"
+/// crate = ::my_iniesta      the path of a renamed `iniesta` dependency
+/// crate = "my_iniesta"      the same, as a string
+/// ```
+enum Arg {
+    Key(LitStr),
+    Crate(Span, Path),
+    /// Anything else, for `check`-like errors naming the argument.
+    Other(Expr),
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(Token![crate]) && input.peek2(Token![=]) {
+            let keyword: Token![crate] = input.parse()?;
+            input.parse::<Token![=]>()?;
+            let expected = |error: Error| Error::new(error.span(), EXPECTED_CRATE_PATH);
+            let path = if input.peek(LitStr) {
+                let lit: LitStr = input.parse()?;
+                lit.parse_with(Path::parse_mod_style)
+                    .map_err(|_| Error::new(lit.span(), EXPECTED_CRATE_PATH))?
+            } else {
+                Path::parse_mod_style(input).map_err(expected)?
+            };
+            return Ok(Arg::Crate(keyword.span, path));
+        }
+        Ok(key_or_other(input.parse()?))
+    }
+}
+
+const EXPECTED_CRATE_PATH: &str = "expected the path of the `iniesta` crate, like `crate = ::my_iniesta` or `crate = \"my_iniesta\"`";
+
+/// A plain string literal is a key; anything else is kept for the error.
+fn key_or_other(arg: Expr) -> Arg {
+    match arg {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) if lit.suffix().is_empty() => Arg::Key(lit),
+        // A literal passed through a `macro_rules!` fragment arrives in an invisible group.
+        Expr::Group(group) => key_or_other(*group.expr),
+        other => Arg::Other(other),
+    }
+}
+
+/// The name of an argument that looks like `name` or `name = value`, for "unknown argument".
+fn argument_name(expr: &Expr) -> Option<&dyn ToTokens> {
+    match expr {
+        Expr::Path(path) if path.path.get_ident().is_some() => Some(path),
+        Expr::Assign(assign) => Some(&*assign.left),
+        _ => None,
+    }
+}
+
+/// Records a `crate = ..` argument, rejecting a second one.
+fn set_crate(krate: &mut Option<Path>, span: Span, path: Path, errors: &mut Errors) {
+    if krate.is_some() {
+        errors.push(Error::new(
+            span,
+            "duplicate `crate` argument: remove this one",
+        ));
+    } else {
+        *krate = Some(path);
+    }
+}
+
+/// The arguments of `#[handler]`, in any order:
 ///
 /// ```text
 /// #[handler]                                     the fallback: no keys
 /// #[handler("UserUpdated.user")]                 one event key
 /// #[handler("OrderCreated.order", "Order.*",)]   several keys or prefix patterns
+/// #[handler("UserUpdated.user", crate = path)]   with `iniesta` renamed
 /// ```
-///
-/// Keys are passed to the runtime as written; only empty and repeated keys are rejected here.
+#[derive(Default)]
 pub(crate) struct HandlerArgs {
-    /// The keys, in order; empty for the fallback.
+    /// The keys as written, in order; empty for the fallback.
     pub(crate) keys: Vec<LitStr>,
-}
-
-impl HandlerArgs {
-    /// Whether this is the bare `#[handler]`.
-    pub(crate) fn is_fallback(&self) -> bool {
-        self.keys.is_empty()
-    }
+    /// The `crate = ..` path, if given.
+    pub(crate) krate: Option<Path>,
 }
 
 impl Parse for HandlerArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let args = Punctuated::<Expr, Token![,]>::parse_terminated(input)?;
         let mut errors = Errors::default();
-        let mut keys: Vec<LitStr> = Vec::new();
-        for arg in args {
-            let key = match key_literal(arg) {
-                Ok(key) => key,
-                Err(error) => {
-                    errors.push(error);
-                    continue;
-                }
-            };
-            let value = key.value();
-            if let Err(reason) = check_key(&value) {
-                errors.push(Error::new(key.span(), reason));
-            } else if keys.iter().any(|seen| seen.value() == value) {
-                errors.push(Error::new(
-                    key.span(),
-                    format!("duplicate event key `{value}`: remove this one"),
-                ));
+        let mut args = HandlerArgs::default();
+        for arg in Punctuated::<Arg, Token![,]>::parse_terminated(input)? {
+            match arg {
+                Arg::Key(key) => args.keys.push(key),
+                Arg::Crate(span, path) => set_crate(&mut args.krate, span, path, &mut errors),
+                Arg::Other(other) => errors.push(match argument_name(&other) {
+                    Some(name) => Error::new_spanned(
+                        name,
+                        format!(
+                            "unknown argument `{}`: `#[handler]` takes event keys as string literals, like `#[handler(\"UserUpdated.user\")]`, or nothing for the fallback, and `crate = path` for a renamed `iniesta`",
+                            name.to_token_stream()
+                        ),
+                    ),
+                    None => Error::new_spanned(
+                        other,
+                        "expected an event key as a string literal, like `#[handler(\"UserUpdated.user\")]`",
+                    ),
+                }),
             }
-            keys.push(key);
         }
         errors.finish()?;
-        Ok(HandlerArgs { keys })
+        Ok(args)
     }
 }
 
-/// The key rules of the runtime's router, checked here so a bad key fails the build at the
-/// literal rather than the app at startup: an exact key, or a prefix pattern ending in `*`.
-fn check_key(key: &str) -> Result<(), &'static str> {
-    if key.trim().is_empty() {
-        return Err(
-            "event key cannot be empty: write the key, like `\"UserUpdated.user\"`, or use a bare `#[handler]` for the fallback",
-        );
-    }
-    match key.find('*') {
-        None => Ok(()),
-        Some(at) if at + 1 == key.len() && at > 0 => Ok(()),
-        Some(_) if key == "*" => {
-            Err("`\"*\"` alone would match every key: use a bare `#[handler]` for the fallback")
+/// The arguments of `#[handlers]`: nothing, or `crate = path`.
+#[derive(Default)]
+pub(crate) struct HandlersArgs {
+    /// The `crate = ..` path, if given.
+    pub(crate) krate: Option<Path>,
+}
+
+impl Parse for HandlersArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut errors = Errors::default();
+        let mut args = HandlersArgs::default();
+        for arg in Punctuated::<Arg, Token![,]>::parse_terminated(input)? {
+            match arg {
+                Arg::Crate(span, path) => set_crate(&mut args.krate, span, path, &mut errors),
+                Arg::Key(key) => errors.push(Error::new_spanned(
+                    key,
+                    "`#[handlers]` takes no event keys: put them on each method's `#[handler(..)]`",
+                )),
+                Arg::Other(other) => {
+                    let name = argument_name(&other).unwrap_or(&other);
+                    errors.push(Error::new_spanned(
+                        name,
+                        format!(
+                            "unknown argument `{}`: `#[handlers]` takes only `crate = path`, for a renamed `iniesta`; put the event keys on each method's `#[handler(..)]`",
+                            name.to_token_stream()
+                        ),
+                    ));
+                }
+            }
         }
-        Some(_) => Err("`*` may only end a prefix pattern, as in `\"UserUpdated.*\"`"),
+        errors.finish()?;
+        Ok(args)
     }
-}
-
-/// An argument that must be a plain string literal.
-fn key_literal(arg: Expr) -> syn::Result<LitStr> {
-    match arg {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(lit), ..
-        }) if lit.suffix().is_empty() => Ok(lit),
-        // A literal passed through a `macro_rules!` fragment arrives in an invisible group.
-        Expr::Group(group) => key_literal(*group.expr),
-        Expr::Path(path) if path.path.get_ident().is_some() => Err(unknown_argument(&path)),
-        Expr::Assign(assign) => Err(unknown_argument(&assign.left)),
-        other => Err(Error::new_spanned(
-            other,
-            "expected an event key as a string literal, like `#[handler(\"UserUpdated.user\")]`",
-        )),
-    }
-}
-
-fn unknown_argument(name: &dyn ToTokens) -> Error {
-    Error::new_spanned(
-        name,
-        format!(
-            "unknown argument `{}`: `#[handler]` takes event keys as string literals, like `#[handler(\"UserUpdated.user\")]`, or nothing for the fallback",
-            name.to_token_stream()
-        ),
-    )
 }
 
 /// The arguments of a `#[handler(..)]` found on a method by `#[handlers]`.
 pub(crate) fn handler_args(attr: &Attribute) -> syn::Result<HandlerArgs> {
     match &attr.meta {
-        Meta::Path(_) => Ok(HandlerArgs { keys: Vec::new() }),
+        Meta::Path(_) => Ok(HandlerArgs::default()),
         Meta::List(list) => list.parse_args(),
         Meta::NameValue(name_value) => Err(Error::new_spanned(
             name_value,
@@ -119,15 +199,26 @@ pub(crate) fn handler_args(attr: &Attribute) -> syn::Result<HandlerArgs> {
     }
 }
 
-/// Whether an attribute is `#[handler]`, `#[handler(..)]` or `#[iniesta::handler(..)]`.
-pub(crate) fn is_handler_attr(attr: &Attribute) -> bool {
+/// Whether an attribute is `#[handler]`, or `#[handler(..)]` under the path of `iniesta`
+/// (`#[iniesta::handler]`, or `#[my_iniesta::handler]` when `krate` ends in `my_iniesta`).
+pub(crate) fn is_handler_attr(attr: &Attribute, krate: Option<&Path>) -> bool {
     let path = attr.path();
-    let segments: Vec<_> = path.segments.iter().map(|s| &s.ident).collect();
-    match segments.as_slice() {
-        [name] => path.leading_colon.is_none() && *name == "handler",
-        [krate, name] => *krate == "iniesta" && *name == "handler",
-        _ => false,
+    let mut names = segment_names(path);
+    if names.pop().as_deref() != Some("handler") {
+        return false;
     }
+    match names.as_slice() {
+        [] => path.leading_colon.is_none(),
+        [krate] if krate == "iniesta" => true,
+        // `#[facade::handler]` with `crate = crate::facade`: the paths may be spelled
+        // from different places, so their last segments decide.
+        [.., last] => krate.is_some_and(|krate| segment_names(krate).last() == Some(last)),
+    }
+}
+
+/// `::my::iniesta` as `["my", "iniesta"]`.
+fn segment_names(path: &Path) -> Vec<String> {
+    path.segments.iter().map(|s| s.ident.to_string()).collect()
 }
 
 /// Whether `#[handler]`'s arguments are the marker `#[handlers]` leaves on its methods.
@@ -137,6 +228,89 @@ pub(crate) fn is_in_handlers_marker(args: &TokenStream) -> bool {
         (tokens.next(), tokens.next()),
         (Some(TokenTree::Ident(ident)), None) if ident == IN_HANDLERS
     )
+}
+
+/// Removes the `#[handler]` attributes from a fn's attributes, returning them.
+pub(crate) fn take_handler_attrs(
+    attrs: &mut Vec<Attribute>,
+    krate: Option<&Path>,
+) -> Vec<Attribute> {
+    let (found, kept) = std::mem::take(attrs)
+        .into_iter()
+        .partition(|attr| is_handler_attr(attr, krate));
+    *attrs = kept;
+    found
+}
+
+/// A `#[handlers]` impl block: the block to emit, each `#[handler(..)]` replaced by the marker,
+/// and what the replaced attributes sat on.
+pub(crate) struct HandlersBlock {
+    pub(crate) block: ItemImpl,
+    /// The methods with at least one `#[handler]`, in order.
+    pub(crate) methods: Vec<MarkedMethod>,
+    /// `#[handler]` attributes on associated items that are not fns.
+    pub(crate) misplaced: Vec<Attribute>,
+}
+
+/// A method of a `#[handlers]` block that had `#[handler]` attributes.
+pub(crate) struct MarkedMethod {
+    pub(crate) sig: Signature,
+    /// Its `#[handler]` attributes as written, in order.
+    pub(crate) handler_attrs: Vec<Attribute>,
+    /// Its `#[cfg]` attributes.
+    pub(crate) cfgs: Vec<Attribute>,
+}
+
+impl HandlersBlock {
+    /// Reads the block, `krate` telling which `#[path::handler]` attributes are ours.
+    pub(crate) fn read(mut block: ItemImpl, krate: Option<&Path>) -> Self {
+        let mut methods = Vec::new();
+        let mut misplaced = Vec::new();
+        for item in &mut block.items {
+            if let ImplItem::Fn(method) = item {
+                let handler_attrs = mark_handler_attrs(&mut method.attrs, krate);
+                if !handler_attrs.is_empty() {
+                    methods.push(MarkedMethod {
+                        sig: method.sig.clone(),
+                        handler_attrs,
+                        cfgs: cfg_attrs(&method.attrs).cloned().collect(),
+                    });
+                }
+            } else {
+                misplaced.extend(mark_handler_attrs(impl_item_attrs(item), krate));
+            }
+        }
+        HandlersBlock {
+            block,
+            methods,
+            misplaced,
+        }
+    }
+}
+
+fn impl_item_attrs(item: &mut ImplItem) -> &mut [Attribute] {
+    match item {
+        ImplItem::Const(item) => &mut item.attrs,
+        ImplItem::Fn(item) => &mut item.attrs,
+        ImplItem::Type(item) => &mut item.attrs,
+        ImplItem::Macro(item) => &mut item.attrs,
+        _ => &mut [],
+    }
+}
+
+/// Replaces each `#[handler(..)]` by `#[handler(__iniesta_in_handlers)]`, returning the originals.
+fn mark_handler_attrs(attrs: &mut [Attribute], krate: Option<&Path>) -> Vec<Attribute> {
+    let mut found = Vec::new();
+    for attr in attrs.iter_mut().filter(|attr| is_handler_attr(attr, krate)) {
+        let marker = Meta::List(MetaList {
+            path: attr.path().clone(),
+            delimiter: MacroDelimiter::Paren(Default::default()),
+            tokens: format_ident!("{}", IN_HANDLERS).into_token_stream(),
+        });
+        found.push(attr.clone());
+        attr.meta = marker;
+    }
+    found
 }
 
 /// How a handler takes the instance it runs on.
@@ -221,33 +395,6 @@ pub(crate) fn cfg_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute>
     attrs.iter().filter(|attr| attr.path().is_ident("cfg"))
 }
 
-/// The keyword and name of an item, where "this is not an `async fn`" errors point.
-pub(crate) fn item_head(item: &syn::Item) -> TokenStream {
-    use syn::Item;
-
-    fn head(keyword: &dyn ToTokens, name: &dyn ToTokens) -> TokenStream {
-        let mut tokens = keyword.to_token_stream();
-        name.to_tokens(&mut tokens);
-        tokens
-    }
-
-    match item {
-        Item::Struct(item) => head(&item.struct_token, &item.ident),
-        Item::Enum(item) => head(&item.enum_token, &item.ident),
-        Item::Union(item) => head(&item.union_token, &item.ident),
-        Item::Trait(item) => head(&item.trait_token, &item.ident),
-        Item::Impl(item) => head(&item.impl_token, &item.self_ty),
-        Item::Const(item) => head(&item.const_token, &item.ident),
-        Item::Static(item) => head(&item.static_token, &item.ident),
-        Item::Type(item) => head(&item.type_token, &item.ident),
-        Item::Mod(item) => head(&item.mod_token, &item.ident),
-        Item::Fn(item) => head(&item.sig.fn_token, &item.sig.ident),
-        Item::Use(item) => item.use_token.to_token_stream(),
-        Item::Macro(item) => item.mac.path.to_token_stream(),
-        other => other.to_token_stream(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,9 +404,9 @@ mod tests {
         Ok(args.keys.iter().map(LitStr::value).collect())
     }
 
-    fn error(tokens: TokenStream) -> String {
-        match syn::parse2::<HandlerArgs>(tokens) {
-            Ok(args) => panic!("expected an error, got {} keys", args.keys.len()),
+    fn error<T: Parse>(tokens: TokenStream) -> String {
+        match syn::parse2::<T>(tokens) {
+            Ok(_) => panic!("expected an error"),
             Err(error) => error
                 .into_iter()
                 .map(|e| e.to_string())
@@ -268,10 +415,16 @@ mod tests {
         }
     }
 
+    fn krate(args: Option<Path>) -> String {
+        args.map(|path| path.to_token_stream().to_string())
+            .unwrap_or_default()
+    }
+
     #[test]
     fn bare_is_the_fallback() {
         let args: HandlerArgs = syn::parse2(TokenStream::new()).unwrap();
-        assert!(args.is_fallback());
+        assert!(args.keys.is_empty());
+        assert!(args.krate.is_none());
     }
 
     #[test]
@@ -284,37 +437,54 @@ mod tests {
     }
 
     #[test]
-    fn rejects_empty_and_duplicate_keys_together() {
-        assert_eq!(
-            error(quote::quote!("", "A.x", "A.x")),
-            "event key cannot be empty: write the key, like `\"UserUpdated.user\"`, or use a bare `#[handler]` for the fallback \
-             | duplicate event key `A.x`: remove this one"
-        );
+    fn reads_the_crate_path_beside_the_keys() {
+        let args: HandlerArgs = syn::parse2(quote::quote!("A.x", crate = renamed)).unwrap();
+        assert_eq!(args.keys.len(), 1);
+        assert_eq!(krate(args.krate), "renamed");
+        let args: HandlerArgs = syn::parse2(quote::quote!(crate = ::my::iniesta, "A.x")).unwrap();
+        assert_eq!(krate(args.krate), ":: my :: iniesta");
+        let args: HandlerArgs = syn::parse2(quote::quote!(crate = "my_iniesta")).unwrap();
+        assert!(args.keys.is_empty());
+        assert_eq!(krate(args.krate), "my_iniesta");
+        let args: HandlersArgs = syn::parse2(quote::quote!(crate = "::my::iniesta")).unwrap();
+        assert_eq!(krate(args.krate), ":: my :: iniesta");
     }
 
     #[test]
-    fn checks_patterns_like_the_router() {
+    fn rejects_bad_crate_paths() {
         assert_eq!(
-            keys(quote::quote!("UserUpdated.*", "User*")).unwrap(),
-            ["UserUpdated.*", "User*"]
+            error::<HandlerArgs>(quote::quote!(crate = a, crate = b)),
+            "duplicate `crate` argument: remove this one"
         );
-        assert!(error(quote::quote!("  ")).starts_with("event key cannot be empty"));
-        assert!(error(quote::quote!("*")).starts_with("`\"*\"` alone would match every key"));
-        for key in ["*.user", "User*.user", "User**"] {
-            assert!(
-                error(quote::quote!(#key)).starts_with("`*` may only end a prefix pattern"),
-                "{key}"
-            );
-        }
+        assert!(error::<HandlerArgs>(quote::quote!(crate = 42)).starts_with("expected the path"));
+        assert!(
+            error::<HandlersArgs>(quote::quote!(crate = "not a path"))
+                .starts_with("expected the path")
+        );
     }
 
     #[test]
     fn rejects_other_arguments() {
-        assert!(error(quote::quote!(key = "A.x")).starts_with("unknown argument `key`"));
-        assert!(error(quote::quote!(fallback)).starts_with("unknown argument `fallback`"));
-        assert!(error(quote::quote!(42)).starts_with("expected an event key"));
-        assert!(error(quote::quote!(b"A.x")).starts_with("expected an event key"));
-        assert!(error(quote::quote!("A.x" "B.x")).starts_with("expected `,`"));
+        assert!(
+            error::<HandlerArgs>(quote::quote!(key = "A.x"))
+                .starts_with("unknown argument `key`: `#[handler]` takes event keys")
+        );
+        assert!(error::<HandlerArgs>(quote::quote!(key = "A.x")).contains("`crate = path`"));
+        assert!(
+            error::<HandlerArgs>(quote::quote!(fallback))
+                .starts_with("unknown argument `fallback`")
+        );
+        assert!(error::<HandlerArgs>(quote::quote!(42)).starts_with("expected an event key"));
+        assert!(error::<HandlerArgs>(quote::quote!(b"A.x")).starts_with("expected an event key"));
+        assert!(error::<HandlerArgs>(quote::quote!("A.x" "B.x")).starts_with("expected `,`"));
+        assert!(
+            error::<HandlersArgs>(quote::quote!(name = "x"))
+                .starts_with("unknown argument `name`: `#[handlers]` takes only `crate = path`")
+        );
+        assert!(
+            error::<HandlersArgs>(quote::quote!("A.x"))
+                .starts_with("`#[handlers]` takes no event keys")
+        );
     }
 
     #[test]
@@ -328,12 +498,52 @@ mod tests {
         .into_iter()
         .flat_map(|tokens| syn::parse::Parser::parse2(Attribute::parse_outer, tokens).unwrap())
         .collect();
-        assert!(attrs.iter().all(is_handler_attr));
+        assert!(attrs.iter().all(|attr| is_handler_attr(attr, None)));
 
         let other: Attribute = syn::parse_quote!(#[other::handler]);
-        assert!(!is_handler_attr(&other));
+        assert!(!is_handler_attr(&other, None));
         let other: Attribute = syn::parse_quote!(#[handlers]);
-        assert!(!is_handler_attr(&other));
+        assert!(!is_handler_attr(&other, None));
+        let other: Attribute = syn::parse_quote!(#[::handler]);
+        assert!(!is_handler_attr(&other, None));
+    }
+
+    #[test]
+    fn recognizes_handler_attributes_of_a_renamed_crate() {
+        let renamed: Path = syn::parse_quote!(::my::iniesta);
+        let attr: Attribute = syn::parse_quote!(#[my::iniesta::handler("A.x")]);
+        assert!(is_handler_attr(&attr, Some(&renamed)));
+        assert!(!is_handler_attr(&attr, None));
+        let attr: Attribute = syn::parse_quote!(#[iniesta::handler]);
+        assert!(is_handler_attr(&attr, Some(&renamed)));
+        let attr: Attribute = syn::parse_quote!(#[iniesta::other::handler]);
+        assert!(!is_handler_attr(&attr, Some(&renamed)));
+        let facade: Path = syn::parse_quote!(crate::facade);
+        let attr: Attribute = syn::parse_quote!(#[facade::handler]);
+        assert!(is_handler_attr(&attr, Some(&facade)));
+    }
+
+    #[test]
+    fn marks_handler_methods_of_a_block() {
+        let block: ItemImpl = syn::parse_quote! {
+            impl Billing {
+                #[handler("A.x")]
+                #[cfg(test)]
+                async fn a(&self) {}
+                #[handler]
+                const X: u8 = 1;
+                fn helper() {}
+            }
+        };
+        let read = HandlersBlock::read(block, None);
+        assert_eq!(read.methods.len(), 1);
+        assert_eq!(read.methods[0].sig.ident, "a");
+        assert_eq!(read.methods[0].handler_attrs.len(), 1);
+        assert_eq!(read.methods[0].cfgs.len(), 1);
+        assert_eq!(read.misplaced.len(), 1);
+        let marked = read.block.to_token_stream().to_string();
+        assert_eq!(marked.matches(IN_HANDLERS).count(), 2, "{marked}");
+        assert!(!marked.contains("\"A.x\""), "{marked}");
     }
 
     #[test]

@@ -14,8 +14,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+pub use crate::transport::sns::SnsNotification;
 pub use attribute::AttributeValue;
-pub use decode::{DecodeError, DecodeOptions, IdempotencyKey, SnsNotification};
+pub use decode::{DecodeError, DecodeOptions, IdempotencyKey};
 pub use outgoing::OutgoingMessage;
 pub use raw::{RawMessage, Receipt, SystemAttributes};
 

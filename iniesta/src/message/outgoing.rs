@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use serde::Serialize;
 
 use super::{AttributeValue, DecodeOptions, Message, RawMessage, Receipt};
@@ -97,7 +98,10 @@ impl OutgoingMessage {
         let mut raw = RawMessage::new("test-message", Receipt::new("test-receipt"), self.body);
         raw.attributes = self.attributes;
         raw.system.message_group_id = self.group_id;
+        // The default options verify no SNS signature, so decoding never waits.
         raw.decode(&DecodeOptions::default())
+            .now_or_never()
+            .expect("decoding with the default options does not wait")
             .expect("a message without MD5 always decodes")
     }
 }

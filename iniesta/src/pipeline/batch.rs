@@ -79,18 +79,19 @@ impl Pipeline {
 
     /// Decodes and locks a batch; the steps keep the batch's order (FIFO relies on it).
     async fn prepare(&self, raws: Vec<RawMessage>) -> Vec<Step> {
-        let decoded: Vec<Result<Message, Box<Step>>> = raws
-            .into_iter()
-            .map(|raw| match raw.verify(&self.config.decode) {
-                Ok(()) => Ok(raw.into_message(&self.config.decode)),
+        // Decoding may wait for an SNS signing certificate (fetched once per URL).
+        let mut decoded: Vec<Result<Message, Box<Step>>> = Vec::with_capacity(raws.len());
+        for raw in raws {
+            decoded.push(match raw.verify(&self.config.decode) {
+                Ok(()) => Ok(raw.into_message(&self.config.decode).await),
                 Err(error) => {
                     tracing::error!(message_id = %raw.id, %error, "corrupt message: not handled, not deleted");
                     self.metrics.corrupt();
                     let report = Report::undecoded(&raw.id, Outcome::Corrupt);
                     Err(Box::new(Step::Done(report, raw.system.message_group_id)))
                 }
-            })
-            .collect();
+            });
+        }
         let Some(lock) = &self.lock else {
             return decoded
                 .into_iter()

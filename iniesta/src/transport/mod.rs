@@ -4,6 +4,7 @@
 //! (feature `sqs`) consumes a real queue.
 
 mod memory;
+pub mod sns;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 

@@ -8,6 +8,8 @@
 //! | `INIESTA_SQS_QUEUE_URL` | none | skips the `GetQueueUrl` look-up |
 //! | `INIESTA_SQS_ENDPOINT_URL` | `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL` | SQS endpoint |
 //! | `INIESTA_SNS_EVENT_KEY` | `iniesta_pass` | attribute carrying the event key |
+//! | `INIESTA_SNS_TOPIC_ARNS` | none | comma-separated topics whose SNS `MessageId` is the idempotency key |
+//! | `INIESTA_SNS_VERIFY_SIGNATURES` | false | also trust SNS envelopes whose signature verifies (feature `sns-signature`) |
 //! | `INIESTA_SQS_RECEIVE_MESSAGE_MAX_NUMBER_OF_MESSAGES` | 10 | batch size, 1-10 |
 //! | `INIESTA_SQS_RECEIVE_MESSAGE_WAIT_TIME_SECONDS` | 20 | long poll, 0-20 |
 //! | `INIESTA_SQS_VISIBILITY_TIMEOUT` | the queue's | visibility asked on receive |
@@ -48,6 +50,7 @@ use std::time::Duration;
 
 use crate::message::{DecodeOptions, IdempotencyKey};
 use crate::transport::sqs::limits::{MAX_BATCH, MAX_VISIBILITY};
+use crate::transport::sns::{SnsTrust, is_topic_arn};
 use crate::{ConfigError, Result};
 
 pub use crate::transport::sqs::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
@@ -229,6 +232,37 @@ impl ConsumerConfig {
     }
 }
 
+/// [`SnsTrust`] from `INIESTA_SNS_TOPIC_ARNS` and `INIESTA_SNS_VERIFY_SIGNATURES`.
+fn sns_trust(env: &Env<'_>) -> Result<SnsTrust, ConfigError> {
+    const TOPICS: &str = "INIESTA_SNS_TOPIC_ARNS";
+    let mut trust = SnsTrust::new();
+    for arn in env.string(TOPICS)?.iter().flat_map(|v| v.split(',')) {
+        let arn = arn.trim();
+        if !arn.is_empty() && !is_topic_arn(arn) {
+            return Err(ConfigError::invalid(
+                TOPICS,
+                "comma-separated topic ARNs (arn:aws:sns:<region>:<account>:<topic>)",
+                arn,
+            ));
+        }
+        trust = trust.allow_topics((!arn.is_empty()).then_some(arn));
+    }
+    let verify = env.bool("INIESTA_SNS_VERIFY_SIGNATURES")?.unwrap_or(false);
+    #[cfg(feature = "sns-signature")]
+    {
+        trust = trust.verify_signatures(verify);
+    }
+    #[cfg(not(feature = "sns-signature"))]
+    if verify {
+        return Err(ConfigError::invalid(
+            "INIESTA_SNS_VERIFY_SIGNATURES",
+            "false (verifying SNS signatures needs iniesta's `sns-signature` feature)",
+            "true",
+        ));
+    }
+    Ok(trust)
+}
+
 /// Reads the SQS transport's settings.
 fn read_sqs(env: &Env<'_>) -> Result<SqsConfig, ConfigError> {
     let wait = env.int("INIESTA_SQS_RECEIVE_MESSAGE_WAIT_TIME_SECONDS", 0, 20)?;
@@ -251,6 +285,7 @@ fn read_sqs(env: &Env<'_>) -> Result<SqsConfig, ConfigError> {
         delete_flush_interval: env.duration("INIESTA_SQS_DELETE_FLUSH_INTERVAL")?,
         verify_md5: env.bool("INIESTA_VERIFY_MD5")?.unwrap_or(true),
         startup_timeout: env.duration("INIESTA_STARTUP_TIMEOUT")?,
+        sns_trust: sns_trust(env)?,
     })
 }
 

@@ -147,3 +147,35 @@ fn durations_beyond_twelve_hours_are_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn sns_trust_reads_the_topic_allow_list() {
+    let a = "arn:aws:sns:us-east-1:123456789012:orders";
+    let b = "arn:aws:sns:eu-west-1:123456789012:users.fifo";
+    let c = config(&[("INIESTA_SNS_TOPIC_ARNS", &format!(" {a} ,, {b},"))]).unwrap();
+    let trust = &c.sqs.sns_trust;
+    assert_eq!(trust.topics().collect::<Vec<_>>(), [b, a]);
+    assert!(!trust.verifies_signatures());
+    assert_eq!(
+        config(&[]).unwrap().sqs.sns_trust.topics().count(),
+        0
+    );
+    let err = config(&[("INIESTA_SNS_TOPIC_ARNS", &format!("{a},orders"))]).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("INIESTA_SNS_TOPIC_ARNS") && text.contains("orders"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sns_signature_verification_is_opt_in() {
+    let on = config(&[("INIESTA_SNS_VERIFY_SIGNATURES", "true")]);
+    #[cfg(feature = "sns-signature")]
+    assert!(on.unwrap().sqs.sns_trust.verifies_signatures());
+    #[cfg(not(feature = "sns-signature"))]
+    assert!(on.unwrap_err().to_string().contains("sns-signature"));
+    let off = config(&[("INIESTA_SNS_VERIFY_SIGNATURES", "false")]).unwrap();
+    assert!(!off.sqs.sns_trust.verifies_signatures());
+    assert!(config(&[("INIESTA_SNS_VERIFY_SIGNATURES", "maybe")]).is_err());
+}

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use self::state::{QueueState, Stored};
 use super::sqs::limits::{DEFAULT_RETENTION, DEFAULT_VISIBILITY, MAX_DELAY, MAX_VISIBILITY};
 use super::sqs::{md5_hex, unwrap_sns};
+use super::sns::SnsTrust;
 use super::{Capabilities, Published, Publisher, SqsDetails, Transport};
 use crate::handler::BoxFuture;
 use crate::{OutgoingMessage, RawMessage, Receipt, TransportError};
@@ -62,6 +63,7 @@ pub struct MemoryQueue {
 
 struct Inner {
     settings: Settings,
+    sns_trust: SnsTrust,
     wait_time: Duration,
     dead_letter: Option<MemoryQueue>,
     state: Mutex<QueueState>,
@@ -83,6 +85,7 @@ struct Settings {
 #[derive(Debug, Clone)]
 pub struct MemoryQueueBuilder {
     settings: Settings,
+    sns_trust: SnsTrust,
     wait_time: Duration,
     dead_letter: Option<MemoryQueue>,
 }
@@ -125,11 +128,20 @@ impl MemoryQueueBuilder {
         self
     }
 
+    /// Which SNS envelopes sent to the queue may name their message for the lock (default:
+    /// none), as [`SqsTransportBuilder::sns_trust`](crate::transport::sqs::SqsTransportBuilder)
+    /// does for SQS.
+    pub fn sns_trust(mut self, trust: SnsTrust) -> Self {
+        self.sns_trust = trust;
+        self
+    }
+
     /// Creates the queue.
     pub fn build(self) -> MemoryQueue {
         MemoryQueue {
             inner: Arc::new(Inner {
                 settings: self.settings,
+                sns_trust: self.sns_trust,
                 wait_time: self.wait_time,
                 dead_letter: self.dead_letter,
                 state: Mutex::new(QueueState::default()),
@@ -157,6 +169,7 @@ impl MemoryQueue {
                 fifo: false,
                 retention: DEFAULT_RETENTION,
             },
+            sns_trust: SnsTrust::default(),
             wait_time: Duration::from_secs(20),
             dead_letter: None,
         }
@@ -295,7 +308,7 @@ impl MemoryQueue {
             if !received.deliveries.is_empty() || now >= deadline {
                 let mut deliveries = Vec::with_capacity(received.deliveries.len());
                 for (mut delivery, system) in received.deliveries {
-                    let sns = unwrap_sns(&mut delivery).await;
+                    let sns = unwrap_sns(&mut delivery, &self.inner.sns_trust).await;
                     delivery.raw = Some(Arc::new(SqsDetails {
                         system,
                         sns,

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::ConfigError;
+use crate::transport::sns::SnsTrust;
 
 /// Which SQS queue to consume and how to poll it.
 #[derive(Clone)]
@@ -31,6 +32,9 @@ pub struct SqsConfig {
     pub verify_md5: bool,
     /// How long startup retries a transient SQS failure (`INIESTA_STARTUP_TIMEOUT`, default 60 s).
     pub startup_timeout: Option<Duration>,
+    /// Which SNS envelopes are trusted to name their message (`INIESTA_SNS_TOPIC_ARNS`,
+    /// `INIESTA_SNS_VERIFY_SIGNATURES`).
+    pub sns_trust: SnsTrust,
 }
 
 /// The default queue-name template, as in iniesta.
@@ -50,6 +54,7 @@ impl Default for SqsConfig {
             delete_flush_interval: None,
             verify_md5: true,
             startup_timeout: None,
+            sns_trust: SnsTrust::default(),
         }
     }
 }
@@ -107,6 +112,7 @@ impl fmt::Debug for SqsConfig {
             .field("delete_flush_interval", &self.delete_flush_interval)
             .field("verify_md5", &self.verify_md5)
             .field("startup_timeout", &self.startup_timeout)
+            .field("sns_trust", &self.sns_trust)
             .finish()
     }
 }

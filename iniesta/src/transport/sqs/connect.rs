@@ -16,6 +16,7 @@ use super::errors::{Target, classify};
 use super::limits::{MAX_VISIBILITY, MAX_WAIT_TIME};
 use super::transport::{Inner, SqsTransport};
 use super::startup::DEFAULT_STARTUP_TIMEOUT;
+use crate::transport::sns::SnsTrust;
 use crate::{ConfigError, Result};
 
 /// The long-poll wait when none is configured (SQS's maximum).
@@ -54,6 +55,7 @@ pub struct SqsTransportBuilder {
     visibility_timeout: Option<Duration>,
     delete_flush_interval: Duration,
     verify_md5: bool,
+    sns_trust: SnsTrust,
 }
 
 impl fmt::Debug for SqsTransportBuilder {
@@ -66,6 +68,7 @@ impl fmt::Debug for SqsTransportBuilder {
             .field("visibility_timeout", &self.visibility_timeout)
             .field("delete_flush_interval", &self.delete_flush_interval)
             .field("verify_md5", &self.verify_md5)
+            .field("sns_trust", &self.sns_trust)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +83,7 @@ impl SqsTransportBuilder {
             visibility_timeout: None,
             delete_flush_interval: DEFAULT_DELETE_FLUSH_INTERVAL,
             verify_md5: true,
+            sns_trust: SnsTrust::default(),
         }
     }
 
@@ -121,6 +125,14 @@ impl SqsTransportBuilder {
     /// A mismatch is logged as corrupt and the message is left unhandled.
     pub fn verify_md5(mut self, enabled: bool) -> Self {
         self.verify_md5 = enabled;
+        self
+    }
+
+    /// Which SNS envelopes may name their message for the idempotency lock (default: none,
+    /// so every delivery is keyed by its SQS `MessageId`). Envelopes are unwrapped for
+    /// routing either way.
+    pub fn sns_trust(mut self, trust: SnsTrust) -> Self {
+        self.sns_trust = trust;
         self
     }
 
@@ -226,6 +238,7 @@ impl SqsTransportBuilder {
                 wait_time: self.wait_time,
                 visibility_timeout: self.visibility_timeout,
                 verify_md5: self.verify_md5,
+                sns_trust: self.sns_trust,
                 deletes,
                 visibility_changes,
                 counters,
@@ -319,7 +332,10 @@ pub(super) async fn connect(config: &SqsConfig) -> Result<SqsTransport> {
         if let Some(interval) = config.delete_flush_interval {
             builder = builder.delete_flush_interval(interval);
         }
-        builder.verify_md5(config.verify_md5).connect()
+        builder
+            .verify_md5(config.verify_md5)
+            .sns_trust(config.sns_trust.clone())
+            .connect()
     })
     .await
 }

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use crate::transport::sns::SnsNotification;
+use crate::transport::sns::{SnsNotification, SnsTrust};
 
 /// The SQS side of a delivery from the SQS transport or the [`MemoryQueue`](super::MemoryQueue)
 /// simulator: read it with [`Message::sqs`](crate::Message::sqs).
@@ -43,21 +43,23 @@ pub struct SystemAttributes {
 
 /// Unwraps an SNS envelope in place (SNS to SQS without raw delivery): the body becomes the
 /// published message and the headers its attributes; a trusted envelope's `MessageId`
-/// becomes the idempotency key. Returns the envelope.
-///
-/// SNS without raw delivery sets no SQS attributes: a message that has some is not an
-/// envelope, whatever its body looks like (a producer cannot pick its own keys).
-pub(crate) async fn unwrap_sns(raw: &mut crate::RawMessage) -> Option<SnsNotification> {
-    if !raw.headers.is_empty() {
-        return None;
-    }
-    let unwrapped = crate::transport::sns::unwrap(&raw.body).await?;
+/// becomes the idempotency key (see [`SnsTrust`]). Returns the envelope.
+pub(crate) async fn unwrap_sns(
+    raw: &mut crate::RawMessage,
+    trust: &SnsTrust,
+) -> Option<SnsNotification> {
+    let body = std::mem::take(&mut raw.body);
+    let headers = std::mem::take(&mut raw.headers);
+    let unwrapped = crate::transport::sns::unwrap(trust, &raw.id, body, headers).await;
     raw.body = unwrapped.body;
     raw.headers = unwrapped.attributes;
     if unwrapped.trusted {
-        raw.idempotency_key = Some(unwrapped.notification.message_id.clone());
+        raw.idempotency_key = unwrapped
+            .notification
+            .as_ref()
+            .map(|n| n.message_id.clone());
     }
-    Some(unwrapped.notification)
+    unwrapped.notification
 }
 
 /// Lowercase hex MD5, as SQS reports `MD5OfBody`.
@@ -105,7 +107,7 @@ mod tests {
         serde_json::json!({
             "Type": "Notification",
             "MessageId": message_id,
-            "TopicArn": "arn:aws:sns:us-east-1:123:t",
+            "TopicArn": TOPIC,
             "Message": "{\"id\":1}",
             "MessageAttributes": {
                 "iniesta_pass": {"Type": "String", "Value": "UserUpdated.user"},
@@ -115,27 +117,39 @@ mod tests {
         .to_string()
     }
 
+    const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:users";
+    const SNS_ID: &str = "7f4c8a2e-3b1d-4e5f-9a6b-0c1d2e3f4a5b";
+
     #[tokio::test]
-    async fn an_envelope_without_sqs_attributes_is_unwrapped() {
-        let mut raw = RawMessage::new("m-1", Receipt::new("r"), envelope("sns-1"));
-        let sns = unwrap_sns(&mut raw).await.expect("an envelope");
-        assert_eq!(sns.topic_arn, "arn:aws:sns:us-east-1:123:t");
+    async fn a_trusted_envelope_names_the_message() {
+        let mut raw = RawMessage::new("m-1", Receipt::new("r"), envelope(SNS_ID));
+        let trust = SnsTrust::new().allow_topic(TOPIC);
+        let sns = unwrap_sns(&mut raw, &trust).await.expect("an envelope");
+        assert_eq!(sns.topic_arn, TOPIC);
         assert_eq!(&raw.body[..], b"{\"id\":1}");
         assert_eq!(
             raw.headers["iniesta_pass"].as_str(),
             Some("UserUpdated.user")
         );
         assert_eq!(raw.headers["bin"].as_binary(), Some(&[0u8, 1][..]));
+        assert_eq!(raw.idempotency_key.as_deref(), Some(SNS_ID));
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_envelope_is_unwrapped_but_keyed_by_the_queue_id() {
+        let mut raw = RawMessage::new("m-1", Receipt::new("r"), envelope(SNS_ID));
+        assert!(unwrap_sns(&mut raw, &SnsTrust::new()).await.is_some());
+        assert_eq!(raw.headers["iniesta_pass"].as_str(), Some("UserUpdated.user"));
+        assert_eq!(raw.idempotency_key, None);
     }
 
     #[tokio::test]
     async fn an_envelope_shaped_body_with_sqs_attributes_is_left_alone() {
-        let mut raw = RawMessage::new("m-1", Receipt::new("r"), envelope("forged"));
-        raw.headers
-            .insert("iniesta_pass".into(), "User.updated".into());
-        assert!(unwrap_sns(&mut raw).await.is_none());
+        let trust = SnsTrust::new().allow_topic(TOPIC);
+        let mut raw = RawMessage::new("m-1", Receipt::new("r"), envelope(SNS_ID));
+        raw.headers.insert("iniesta_pass".into(), "User.updated".into());
+        assert!(unwrap_sns(&mut raw, &trust).await.is_none());
         assert_eq!(raw.idempotency_key, None);
-        let mut plain = RawMessage::new("m-2", Receipt::new("r"), r#"{"Type": "Notification"}"#);
-        assert!(unwrap_sns(&mut plain).await.is_none());
+        assert_eq!(raw.headers["iniesta_pass"].as_str(), Some("User.updated"));
     }
 }

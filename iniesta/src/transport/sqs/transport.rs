@@ -14,6 +14,7 @@ use super::errors::{Target, classify};
 use super::limits::MAX_VISIBILITY;
 use super::{SqsConfig, convert, details::unwrap_sns};
 use crate::handler::BoxFuture;
+use crate::transport::sns::SnsTrust;
 use crate::transport::{Capabilities, SqsDetails, Transport};
 use crate::{RawMessage, Receipt, Result, TransportError};
 
@@ -60,6 +61,7 @@ pub(super) struct Inner {
     pub(super) wait_time: Duration,
     pub(super) visibility_timeout: Option<Duration>,
     pub(super) verify_md5: bool,
+    pub(super) sns_trust: SnsTrust,
     pub(super) deletes: Batcher,
     pub(super) visibility_changes: Batcher,
     pub(super) counters: Arc<Counters>,
@@ -178,7 +180,7 @@ impl SqsTransport {
             raw.corrupt = Some(error);
         }
         let sns = if raw.corrupt.is_none() {
-            unwrap_sns(&mut raw).await
+            unwrap_sns(&mut raw, &self.inner.sns_trust).await
         } else {
             None
         };

@@ -1,5 +1,7 @@
-//! The timed part both benches share: a consumer draining a filled `MemoryQueue` through a
+//! The timed part the benches share: a consumer draining a filled `MemoryQueue` through a
 //! counting no-op handler.
+// Each bench compiles this module whole and uses only part of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,22 +14,48 @@ use tokio::sync::Notify;
 /// Messages per iteration.
 pub(crate) const MESSAGES: usize = 20_000;
 
-/// Fills a queue (keys alternating between an exact route and a prefix route), builds the app
-/// `configure` makes of it, and times the consumer from start until every message was handled.
-/// Filling and shutting down are outside the timing. Asserts the queue ends empty.
+/// What the app routes, and the event keys the queue is filled with.
+#[derive(Debug, Clone)]
+pub(crate) struct Routes {
+    /// Keys and patterns (`Order.*`), each routed to the counting handler.
+    pub(crate) keys: Vec<String>,
+    /// Whether the counting handler is also the fallback.
+    pub(crate) fallback: bool,
+    /// Event keys of the messages, sent in turn.
+    pub(crate) events: Vec<String>,
+}
+
+impl Default for Routes {
+    /// An exact route and a prefix route, with keys alternating between them.
+    fn default() -> Self {
+        Routes {
+            keys: vec!["UserUpdated.user".to_owned(), "Order.*".to_owned()],
+            fallback: false,
+            events: vec!["UserUpdated.user".to_owned(), "Order.created".to_owned()],
+        }
+    }
+}
+
+/// Drains [`Routes::default`]; see [`drain_routes`].
 pub(crate) async fn drain(
+    configure: impl FnOnce(AppBuilder) -> AppBuilder,
+) -> (Duration, MetricsSnapshot) {
+    drain_routes(&Routes::default(), configure).await
+}
+
+/// Fills a queue with `routes.events`, builds the app `configure` makes of it with
+/// `routes` pointing at one counting handler, and times the consumer from start until every
+/// message was handled. Filling and shutting down are outside the timing. Asserts the queue
+/// ends empty.
+pub(crate) async fn drain_routes(
+    routes: &Routes,
     configure: impl FnOnce(AppBuilder) -> AppBuilder,
 ) -> (Duration, MetricsSnapshot) {
     let queue = MemoryQueue::builder()
         .wait_time(Duration::from_millis(50))
         .build();
-    for i in 0..MESSAGES {
-        let key = if i % 2 == 0 {
-            "UserUpdated.user"
-        } else {
-            "Order.created"
-        };
-        queue.send(OutgoingMessage::new(key).body(r#"{"id":1}"#));
+    for event in routes.events.iter().cycle().take(MESSAGES) {
+        queue.send(OutgoingMessage::new(event.as_str()).body(r#"{"id":1}"#));
     }
     let handled = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(Notify::new());
@@ -41,11 +69,15 @@ pub(crate) async fn drain(
             std::future::ready(())
         }
     };
-    let builder = iniesta::App::builder()
+    let mut builder = iniesta::App::builder()
         .registered_handlers(false)
-        .transport(queue.clone())
-        .handler("UserUpdated.user", handler.clone())
-        .handler("Order.*", handler);
+        .transport(queue.clone());
+    for key in &routes.keys {
+        builder = builder.handler(key.as_str(), handler.clone());
+    }
+    if routes.fallback {
+        builder = builder.fallback(handler);
+    }
     let app = configure(builder).build().expect("valid app");
     let start = Instant::now();
     let running = app.spawn();

@@ -1,11 +1,14 @@
 //! Event key to handler: exact keys, prefix patterns (`UserUpdated.*`), the fallback.
 
+mod trie;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Location, RegistryError};
 use crate::handler::BoxedHandler;
 use crate::registry::Registration;
+use trie::PrefixTrie;
 
 /// A handler the router can pick, with where it was declared.
 #[derive(Debug, Clone)]
@@ -45,14 +48,14 @@ impl RouteEntry {
     }
 }
 
-/// Routes event keys: an exact key first (O(1)), then the longest matching prefix pattern,
-/// then the fallback.
+/// Routes event keys: an exact key first (O(1)), then the longest matching prefix pattern
+/// (O(key length), however many patterns), then the fallback.
 #[derive(Debug, Default)]
 pub(crate) struct Router {
     routes: Vec<Route>,
     exact: HashMap<Box<str>, usize>,
-    /// Prefix patterns, longest first, so the first match is the most specific.
-    prefixes: Vec<(Box<str>, usize)>,
+    /// Prefix patterns without their `*`.
+    prefixes: PrefixTrie<usize>,
     fallback: Option<usize>,
 }
 
@@ -120,13 +123,9 @@ impl Router {
             .into_iter()
             .map(|(k, i)| (k.into_boxed_str(), i))
             .collect();
-        router.prefixes = prefix_owner
-            .into_iter()
-            .map(|(k, i)| (k.into_boxed_str(), i))
-            .collect();
-        router
-            .prefixes
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        for (prefix, index) in prefix_owner {
+            router.prefixes.insert(&prefix, index);
+        }
         Ok(router)
     }
 
@@ -134,12 +133,10 @@ impl Router {
     pub(crate) fn route(&self, event: Option<&str>) -> Option<&Route> {
         let index = event
             .and_then(|key| {
-                self.exact.get(key).copied().or_else(|| {
-                    self.prefixes
-                        .iter()
-                        .find(|(prefix, _)| key.starts_with(&**prefix))
-                        .map(|(_, i)| *i)
-                })
+                self.exact
+                    .get(key)
+                    .or_else(|| self.prefixes.longest_match(key))
+                    .copied()
             })
             .or(self.fallback)?;
         Some(&self.routes[index])
@@ -157,7 +154,8 @@ impl Router {
             .map(|(k, i)| format!("{k} -> {}", self.routes[*i].location.name))
             .chain(
                 self.prefixes
-                    .iter()
+                    .entries()
+                    .into_iter()
                     .map(|(p, i)| format!("{p}* -> {}", self.routes[*i].location.name)),
             )
             .collect();
@@ -211,6 +209,28 @@ mod tests {
         );
         assert_eq!(routed(&router, Some("UserDeleted.user")).unwrap(), "all");
         assert_eq!(routed(&router, Some("Order.created")), None);
+    }
+
+    #[test]
+    fn a_key_equal_to_a_pattern_prefix_is_exact_then_prefix() {
+        let router = Router::build(vec![
+            entry("pattern", &["Café.*"], false),
+            entry("exact", &["Café."], false),
+            entry("fallback", &[], true),
+        ])
+        .unwrap();
+        assert_eq!(routed(&router, Some("Café.")).unwrap(), "exact");
+        assert_eq!(routed(&router, Some("Café.crème")).unwrap(), "pattern");
+        assert_eq!(routed(&router, Some("Cafè.noir")).unwrap(), "fallback");
+        assert_eq!(
+            router.describe(),
+            [
+                "Café. -> exact",
+                "Café.* -> pattern",
+                "(fallback) -> fallback"
+            ]
+            .map(str::to_owned)
+        );
     }
 
     #[test]

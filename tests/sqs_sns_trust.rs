@@ -13,7 +13,7 @@ use std::time::Duration;
 use iniesta::config::Config;
 use iniesta::lock::redlock::Redlock;
 use iniesta::{App, Message, RunningApp};
-use support::redis::lock_config;
+use support::redis::redlock_config;
 use support::sqs::{self, TestQueue};
 use tokio::time::Instant;
 
@@ -66,14 +66,18 @@ async fn consumer(queue: &TestQueue, allowed: &[&str], seen: &Seen) -> RunningAp
     let config =
         Config::from_lookup(|name| (name == "INIESTA_SNS_TOPIC_ARNS").then(|| topics.clone()))
             .expect("the allow-list parses");
-    let lock = lock_config(&[SHARED_REDIS.to_owned()]);
+    let lock = redlock_config(&[SHARED_REDIS.to_owned()]);
+    let transport = queue
+        .transport_builder()
+        .sns_trust(config.sqs.sns_trust.clone())
+        .connect()
+        .await
+        .expect("transport");
     let seen = seen.clone();
     App::builder()
         .registered_handlers(false)
-        .transport(queue.transport().await)
+        .transport(transport)
         .lock(Redlock::connect(&lock).await.expect("Redis answers"))
-        .lock_config(lock)
-        .consumer_config(config.consumer)
         .handler(EVENT, move |msg: Message| {
             seen.0.lock().unwrap().push(msg);
             async {}
@@ -205,7 +209,7 @@ async fn an_unlisted_topic_is_keyed_by_the_sqs_message_id() {
 
     let message = &seen.all()[0];
     assert_eq!(message.body(), br#"{"n": 3}"#);
-    assert_eq!(message.attribute("tenant").unwrap().as_str(), Some("acme"));
+    assert_eq!(message.header("tenant").unwrap().as_str(), Some("acme"));
     assert_eq!(message.sns().unwrap().message_id, sns_id);
     assert_eq!(message.sns().unwrap().topic_arn, topic.arn);
     assert_ne!(message.idempotency_key(), sns_id);

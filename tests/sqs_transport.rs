@@ -80,7 +80,6 @@ async fn receive_converts_attributes_and_system_attributes() {
     // The MD5 SQS reported matches the body the transport handed over.
     let message = raw
         .decode(&DecodeOptions::default())
-        .await
         .expect("MD5 matches");
     assert_eq!(message.event(), Some("UserUpdated.user"));
 }

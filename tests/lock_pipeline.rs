@@ -126,7 +126,9 @@ async fn two_consumers_given_one_event_at_once_run_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handled_message_whose_delete_failed_is_not_run_again() {
     let servers = RedisServer::start_many(3);
-    let config = redlock_config(&urls(&servers));
+    // A lock ttl near the visibility timeout, as `App::from_env` sets it: the copy found
+    // locked is given back for when that lock can expire.
+    let config = redlock_config(&urls(&servers)).with_ttl(Duration::from_secs(1));
     let lock = Redlock::connect(&config).await.unwrap();
     // Visibility 300 ms, no heartbeat below 2 s: the handler (600 ms) outlives its delivery, the
     // message is received again meanwhile (and found locked), and the delete with the old

@@ -78,9 +78,7 @@ async fn receive_converts_attributes_and_system_attributes() {
     assert_eq!(sdk.message_id(), Some(id.as_str()));
 
     // The MD5 SQS reported matches the body the transport handed over.
-    let message = raw
-        .decode(&DecodeOptions::default())
-        .expect("MD5 matches");
+    let message = raw.decode(&DecodeOptions::default()).expect("MD5 matches");
     assert_eq!(message.event(), Some("UserUpdated.user"));
 }
 

@@ -154,6 +154,10 @@ pub use transport::{SqsDetails, SystemAttributes};
 /// argument, the return type or the function's name; so are empty or repeated keys and a `*`
 /// anywhere but at the end. A key claimed by two handlers fails [`AppBuilder::build`] naming both.
 ///
+/// With a renamed dependency (or a facade crate that re-exports iniesta), name it:
+/// `#[handler("Event.key", crate = my_iniesta)]` (also `#[handlers(crate = my_iniesta)]` on an
+/// impl block); the expansion then never mentions `::iniesta`.
+///
 /// Methods need [`#[handlers]`](handlers) on their impl block. (An associated fn in an impl
 /// without it fails with "cannot find value `name` in this scope" at the fn's name.)
 ///

@@ -51,8 +51,6 @@ pub struct AppBuilder {
     lock: LockChoice,
     consumer: ConsumerConfig,
     policy: LockPolicy,
-    /// The in-process lock's ttl; `None` follows the transport's lease.
-    lock_ttl: Option<Duration>,
 }
 
 enum LockChoice {
@@ -72,7 +70,6 @@ impl Default for AppBuilder {
             lock: LockChoice::InProcess,
             consumer: ConsumerConfig::default(),
             policy: LockPolicy::default(),
-            lock_ttl: None,
         }
     }
 }
@@ -84,7 +81,6 @@ impl AppBuilder {
         AppBuilder {
             consumer: config.consumer.clone(),
             policy: config.lock.policy.clone(),
-            lock_ttl: config.lock.lock_ttl(),
             ..AppBuilder::default()
         }
     }
@@ -281,10 +277,8 @@ impl AppBuilder {
         check_capabilities(&self.consumer, &capabilities)?;
         let lock: Option<Arc<dyn IdempotencyLock>> = match self.lock {
             LockChoice::InProcess => {
-                let ttl = self
-                    .lock_ttl
-                    .or(capabilities.lease)
-                    .unwrap_or(DEFAULT_LOCK_TTL);
+                // Follows the lease: a crashed holder's lock expires when its message returns.
+                let ttl = capabilities.lease.unwrap_or(DEFAULT_LOCK_TTL);
                 Some(Arc::new(MemoryLock::with_ttl(ttl)))
             }
             LockChoice::Custom(lock) => Some(lock),
@@ -340,9 +334,9 @@ fn warn_lock_outlives_lease(lock_ttl: Duration, capabilities: &Capabilities) {
             lock_ttl = ?lock_ttl,
             visibility_timeout = ?lease,
             queue = %capabilities.name,
-            "the lock ttl (INIESTA_LOCK_TIMEOUT) exceeds the queue's visibility timeout: after \
-             a crash the message comes back while the crashed consumer's lock still holds and \
-             spends one more delivery; leave INIESTA_LOCK_TIMEOUT unset to follow the \
+            "the lock ttl exceeds the queue's visibility timeout: after a crash the message \
+             comes back while the crashed consumer's lock still holds and spends one more \
+             delivery; leave INIESTA_LOCK_TIMEOUT (RedlockConfig::ttl) unset to follow the \
              visibility timeout"
         );
     }
@@ -384,7 +378,6 @@ impl fmt::Debug for AppBuilder {
             )
             .field("consumer", &self.consumer)
             .field("policy", &self.policy)
-            .field("lock_ttl", &self.lock_ttl)
             .finish_non_exhaustive()
     }
 }

@@ -38,15 +38,6 @@ impl Default for LockConfig {
 }
 
 impl LockConfig {
-    /// The configured lock ttl (`INIESTA_LOCK_TIMEOUT`); `None` follows the queue's
-    /// visibility timeout.
-    pub fn lock_ttl(&self) -> Option<std::time::Duration> {
-        #[cfg(feature = "redis")]
-        return self.redlock.ttl;
-        #[cfg(not(feature = "redis"))]
-        None
-    }
-
     pub(super) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         let d = LockPolicy::default();
         let on_lock_lost = match env.string("INIESTA_LOCK_LOST")? {

@@ -49,8 +49,8 @@ mod log_format;
 use std::time::Duration;
 
 use crate::message::{DecodeOptions, IdempotencyKey};
-use crate::transport::sqs::limits::{MAX_BATCH, MAX_VISIBILITY};
 use crate::transport::sns::{SnsTrust, is_topic_arn};
+use crate::transport::sqs::limits::{MAX_BATCH, MAX_VISIBILITY};
 use crate::{ConfigError, Result};
 
 pub use crate::transport::sqs::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};

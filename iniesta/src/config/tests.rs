@@ -156,10 +156,7 @@ fn sns_trust_reads_the_topic_allow_list() {
     let trust = &c.sqs.sns_trust;
     assert_eq!(trust.topics().collect::<Vec<_>>(), [b, a]);
     assert!(!trust.verifies_signatures());
-    assert_eq!(
-        config(&[]).unwrap().sqs.sns_trust.topics().count(),
-        0
-    );
+    assert_eq!(config(&[]).unwrap().sqs.sns_trust.topics().count(), 0);
     let err = config(&[("INIESTA_SNS_TOPIC_ARNS", &format!("{a},orders"))]).unwrap_err();
     let text = err.to_string();
     assert!(

@@ -151,23 +151,16 @@ impl Pipeline {
             }
             Ok(Acquisition::Busy { expires_in }) => {
                 self.metrics.busy();
-                match expires_in {
-                    // The holder may have crashed: waiting out only the visibility timeout
-                    // would spend another delivery while its lock still holds.
-                    Some(expires_in) => {
-                        let delay = expires_in + BUSY_MARGIN;
-                        tracing::info!(
-                            message_id,
-                            retry_in = ?delay,
-                            "locked by another consumer: given back for when its lock can expire"
-                        );
-                        Step::Settle(delivery, Settle::ReturnAfter(delay), Outcome::Busy)
-                    }
-                    None => {
-                        tracing::debug!(message_id, "locked by another consumer: skipped");
-                        Step::Settle(delivery, Settle::Leave, Outcome::Busy)
-                    }
-                }
+                // The holder may have crashed: waiting out only the visibility timeout would
+                // spend another delivery while its lock still holds. A lock that cannot tell
+                // the remaining ttl gets its whole ttl.
+                let delay = expires_in.unwrap_or_else(|| lock.ttl()) + BUSY_MARGIN;
+                tracing::info!(
+                    message_id,
+                    retry_in = ?delay,
+                    "locked by another consumer: given back for when its lock can expire"
+                );
+                Step::Settle(delivery, Settle::ReturnAfter(delay), Outcome::Busy)
             }
             Err(error) if self.policy.fail_open => {
                 tracing::warn!(message_id, %error, "lock unavailable: handling without it (fail-open)");
@@ -241,11 +234,13 @@ impl Pipeline {
         join_all(runs).await.into_iter().flatten().collect()
     }
 
-    /// Gives an unstarted delivery back at once (its lock released first).
-    async fn return_unstarted(&self, step: Step) -> Report {
+    /// Gives an unstarted delivery back at once (its lock released first). Deliveries that
+    /// were not going to run settle as decided: an already processed one is acked, one that
+    /// met an unavailable lock stays invisible.
+    async fn return_unstarted(self: &Arc<Self>, step: Step) -> Report {
         let delivery = match step {
-            Step::Run(delivery) | Step::Settle(delivery, ..) => delivery,
-            Step::Undecoded(report, ..) => return report,
+            Step::Run(delivery) => delivery,
+            not_run => return self.run_step(not_run).await,
         };
         self.metrics.returned();
         let report = Report::of(&delivery.message, Outcome::Returned);

@@ -13,7 +13,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::lock::IdempotencyLock;
+use futures_util::FutureExt as _;
+use std::panic::AssertUnwindSafe;
+
+use crate::lock::{Acquisition, IdempotencyLock};
 
 /// Why the consumer does not receive right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,26 @@ impl fmt::Display for PauseReason {
         match self {
             PauseReason::LockUnavailable => f.write_str("lock unavailable"),
         }
+    }
+}
+
+/// Whether the lock can decide again: its probe answers (Redlock: a quorum answers PING) and
+/// one acquisition of a key of its own succeeds. The acquisition matters: a server can answer
+/// PING and still refuse writes (out of memory, a read-only replica after a failover), and
+/// resuming then would spend a delivery of every message received per flap.
+async fn lock_decides(lock: &dyn IdempotencyLock) -> bool {
+    if lock.probe().await.is_err() {
+        return false;
+    }
+    let key = format!("iniesta-probe:{:016x}", rand::random::<u64>());
+    match lock.acquire(&[&key]).await.pop() {
+        Some(Ok(Acquisition::Acquired(lease))) => {
+            if let Err(error) = lock.release(&lease).await {
+                tracing::debug!(%error, "releasing the probe lock failed; it expires");
+            }
+            true
+        }
+        _ => false,
     }
 }
 
@@ -109,8 +132,14 @@ impl Pause {
                     () = stopping.cancelled() => return,
                     () = tokio::time::sleep(pause_for) => {}
                 }
-                if lock.probe().await.is_ok() {
-                    break;
+                // A panicking custom lock must not leave the consumer paused for good.
+                match AssertUnwindSafe(lock_decides(&*lock)).catch_unwind().await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(_) => {
+                        tracing::error!("the lock's probe panicked: resuming receiving");
+                        break;
+                    }
                 }
             }
             pause.lock_unavailable.store(false, Ordering::Release);

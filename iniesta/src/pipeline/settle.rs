@@ -7,7 +7,10 @@ use std::time::Duration;
 use super::Pipeline;
 use super::delivery::Delivery;
 use crate::lock::Lease;
-use crate::transport::sqs::limits::MAX_VISIBILITY;
+
+/// How long the processed marker lasts when the broker does not say how long it keeps a
+/// message: 14 days, the longest any SQS queue keeps one.
+const PROCESSED_TTL_WITHOUT_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// How a delivery is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +91,7 @@ impl Pipeline {
                 .policy
                 .processed_ttl
                 .or(self.capabilities.retention)
-                .unwrap_or(crate::transport::sqs::limits::DEFAULT_RETENTION);
+                .unwrap_or(PROCESSED_TTL_WITHOUT_RETENTION);
             if let Err(error) = lock.mark_processed(lease.key(), ttl).await {
                 tracing::warn!(message_id, %error, "could not set the processed marker");
             }
@@ -133,12 +136,11 @@ impl Pipeline {
     }
 }
 
-/// `base * 2^(delivery_count - 1)`, capped at `max` and at SQS's 12 hours.
+/// `base * 2^(delivery_count - 1)`, capped at `max` (and, when given back, at the broker's
+/// longest delay).
 pub(crate) fn retry_delay(base: Duration, max: Duration, delivery_count: u32) -> Duration {
     let exponent = delivery_count.saturating_sub(1).min(30);
-    base.saturating_mul(1 << exponent)
-        .min(max)
-        .min(MAX_VISIBILITY)
+    base.saturating_mul(1 << exponent).min(max)
 }
 
 #[cfg(test)]
@@ -151,6 +153,6 @@ mod tests {
         assert_eq!(retry_delay(s(2), s(60), 1), s(2));
         assert_eq!(retry_delay(s(2), s(60), 3), s(8));
         assert_eq!(retry_delay(s(2), s(60), 10), s(60));
-        assert_eq!(retry_delay(s(2), s(100_000), 40), s(43_200));
+        assert_eq!(retry_delay(s(2), s(100_000), 40), s(100_000), "no overflow");
     }
 }

@@ -13,9 +13,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use self::state::{QueueState, Stored};
+use super::sns::SnsTrust;
 use super::sqs::limits::{DEFAULT_RETENTION, DEFAULT_VISIBILITY, MAX_DELAY, MAX_VISIBILITY};
 use super::sqs::{md5_hex, unwrap_sns};
-use super::sns::SnsTrust;
 use super::{Capabilities, Published, Publisher, SqsDetails, Transport};
 use crate::handler::BoxFuture;
 use crate::{OutgoingMessage, RawMessage, Receipt, TransportError};

@@ -14,8 +14,8 @@ use super::convert::{capabilities, queue_name_from_url};
 use super::counters::{CountRequests, Counters};
 use super::errors::{Target, classify};
 use super::limits::{MAX_VISIBILITY, MAX_WAIT_TIME};
-use super::transport::{Inner, SqsTransport};
 use super::startup::DEFAULT_STARTUP_TIMEOUT;
+use super::transport::{Inner, SqsTransport};
 use crate::transport::sns::SnsTrust;
 use crate::{ConfigError, Result};
 

@@ -76,7 +76,10 @@ pub(crate) fn md5_hex(bytes: &[u8]) -> String {
 }
 
 /// The body checked against SQS's `MD5OfBody`.
-#[cfg_attr(not(feature = "sqs"), allow(dead_code, reason = "only the SQS transport checks"))]
+#[cfg_attr(
+    not(feature = "sqs"),
+    allow(dead_code, reason = "only the SQS transport checks")
+)]
 pub(crate) fn check_md5(body: &[u8], expected: &str) -> Result<(), crate::DecodeError> {
     let actual = md5_hex(body);
     if actual.eq_ignore_ascii_case(expected) {
@@ -140,7 +143,10 @@ mod tests {
     async fn an_untrusted_envelope_is_unwrapped_but_keyed_by_the_queue_id() {
         let mut raw = RawMessage::new("m-1", Receipt::new("r"), envelope(SNS_ID));
         assert!(unwrap_sns(&mut raw, &SnsTrust::new()).await.is_some());
-        assert_eq!(raw.headers["iniesta_pass"].as_str(), Some("UserUpdated.user"));
+        assert_eq!(
+            raw.headers["iniesta_pass"].as_str(),
+            Some("UserUpdated.user")
+        );
         assert_eq!(raw.idempotency_key, None);
     }
 
@@ -148,7 +154,8 @@ mod tests {
     async fn an_envelope_shaped_body_with_sqs_attributes_is_left_alone() {
         let trust = SnsTrust::new().allow_topic(TOPIC);
         let mut raw = RawMessage::new("m-1", Receipt::new("r"), envelope(SNS_ID));
-        raw.headers.insert("iniesta_pass".into(), "User.updated".into());
+        raw.headers
+            .insert("iniesta_pass".into(), "User.updated".into());
         assert!(unwrap_sns(&mut raw, &trust).await.is_none());
         assert_eq!(raw.idempotency_key, None);
         assert_eq!(raw.headers["iniesta_pass"].as_str(), Some("User.updated"));

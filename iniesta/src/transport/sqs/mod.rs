@@ -21,9 +21,9 @@ mod counters;
 #[cfg(feature = "sqs")]
 mod errors;
 #[cfg(feature = "sqs")]
-mod transport;
-#[cfg(feature = "sqs")]
 mod startup;
+#[cfg(feature = "sqs")]
+mod transport;
 
 pub use config::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 pub use details::{SqsDetails, SystemAttributes};
@@ -34,9 +34,9 @@ pub use connect::{DEFAULT_DELETE_FLUSH_INTERVAL, DEFAULT_WAIT_TIME, SqsTransport
 #[cfg(feature = "sqs")]
 pub use counters::SqsRequestCounts;
 #[cfg(feature = "sqs")]
-pub use transport::SqsTransport;
-#[cfg(feature = "sqs")]
 pub use startup::DEFAULT_STARTUP_TIMEOUT;
+#[cfg(feature = "sqs")]
+pub use transport::SqsTransport;
 
 /// The AWS SDK for SQS this transport is built on, for
 /// [`SqsTransport::builder`] clients of the same version.

@@ -65,7 +65,8 @@ impl Pipeline {
 
     /// Decodes and locks a batch; the steps keep the batch's order (FIFO relies on it).
     async fn prepare(&self, raws: Vec<RawMessage>, slots: Vec<Slot>, at: Instant) -> Vec<Step> {
-        let decoded: Vec<Result<Delivery, Step>> = raws
+        // Boxed: the rare undecodable step must not make every decoded entry as large.
+        let decoded: Vec<Result<Delivery, Box<Step>>> = raws
             .into_iter()
             .zip(slots)
             .map(|(raw, slot)| {
@@ -81,7 +82,7 @@ impl Pipeline {
                         tracing::error!(message_id = %id, %error, "corrupt message: not handled, not deleted");
                         self.metrics.corrupt();
                         let report = Report::undecoded(&id, Outcome::Corrupt);
-                        Err(Step::Undecoded(report, group, slot))
+                        Err(Box::new(Step::Undecoded(report, group, slot)))
                     }
                 }
             })
@@ -89,7 +90,7 @@ impl Pipeline {
         let Some(lock) = &self.lock else {
             return decoded
                 .into_iter()
-                .map(|d| d.map_or_else(|step| step, Step::Run))
+                .map(|d| d.map_or_else(|step| *step, Step::Run))
                 .collect();
         };
         let keys: Vec<String> = decoded
@@ -123,7 +124,7 @@ impl Pipeline {
         decoded
             .into_iter()
             .map(|d| match d {
-                Err(step) => step,
+                Err(step) => *step,
                 Ok(delivery) => {
                     let acquisition = acquisitions.next().expect("one acquisition per message");
                     self.after_acquisition(lock, delivery, acquisition)

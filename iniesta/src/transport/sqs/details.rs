@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use crate::transport::sns::{SnsNotification, SnsTrust};
 
-/// The SQS side of a delivery from the SQS transport or the [`MemoryQueue`](super::MemoryQueue)
+/// The SQS side of a delivery from the SQS transport or the [`MemoryQueue`](crate::transport::MemoryQueue)
 /// simulator: read it with [`Message::sqs`](crate::Message::sqs).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]

@@ -183,12 +183,11 @@ mod tests {
                 if first {
                     Err(refused())
                 } else {
-                    std::future::pending().await
+                    std::future::pending::<Result<(), _>>().await
                 }
             }
         })
         .await
-        .map(|()| ())
         .unwrap_err();
         let message = format!("{err:?}");
         assert!(

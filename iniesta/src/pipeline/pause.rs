@@ -75,6 +75,10 @@ impl Pause {
 
     /// Waits until receiving may go on; `false` when `stopping` was cancelled first.
     pub(super) async fn wait(&self, stopping: &CancellationToken) -> bool {
+        // The common case, without registering a waiter (a lock inside `Notify`).
+        if !self.lock_unavailable.load(Ordering::Acquire) {
+            return true;
+        }
         loop {
             let resumed = self.resumed.notified();
             let mut resumed = std::pin::pin!(resumed);

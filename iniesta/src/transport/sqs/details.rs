@@ -48,6 +48,10 @@ pub(crate) async fn unwrap_sns(
     raw: &mut crate::RawMessage,
     trust: &SnsTrust,
 ) -> Option<SnsNotification> {
+    // SNS without raw delivery sets no attributes: most messages stop here, without a copy.
+    if !raw.headers.is_empty() {
+        return None;
+    }
     let body = std::mem::take(&mut raw.body);
     let headers = std::mem::take(&mut raw.headers);
     let unwrapped = crate::transport::sns::unwrap(trust, &raw.id, body, headers).await;

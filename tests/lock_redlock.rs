@@ -221,8 +221,8 @@ async fn a_batch_is_one_round_trip_per_server() {
 
         let keys: Vec<String> = (0..10).map(|i| format!("batch-{i}")).collect();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        // The acquire script, with or without fencing.
-        let command = "evalsha";
+        // The fencing script, or a plain `SET NX PX` without fencing.
+        let command = if fencing { "evalsha" } else { "set" };
         let before: Vec<(u64, u64)> = servers
             .iter()
             .map(|s| (s.calls(command), s.calls("exists")))

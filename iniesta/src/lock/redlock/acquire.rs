@@ -74,28 +74,34 @@ impl Redlock {
         let start = Instant::now();
         let tokens: Vec<String> = keys.iter().map(|_| new_token()).collect();
         let ttl_ms = millis(inner.ttl);
-        let script: &'static redis::Script = if inner.fencing {
-            &scripts::ACQUIRE_FENCED
-        } else {
-            &scripts::ACQUIRE
-        };
+        // Without fencing, plain `SET NX PX` then `PTTL`: a pipeline runs its commands in
+        // order with nothing between them from this connection, and Redis runs them far faster
+        // than a script (a refused key's `PTTL` is the holder's; a granted one's is ours and is
+        // ignored). Fencing needs the counter raised atomically with the grant: a script.
+        let script: Option<&'static redis::Script> =
+            inner.fencing.then_some(&*scripts::ACQUIRE_FENCED);
         let mut commands = Commands::default();
         for (key, token) in keys.iter().zip(&tokens) {
-            let acquire = commands.cmd("EVALSHA").arg(script.get_hash());
-            if inner.fencing {
-                acquire
+            let lock_key = inner.lock_key(key);
+            if let Some(script) = script {
+                commands
+                    .cmd("EVALSHA")
+                    .arg(script.get_hash())
                     .arg(2)
-                    .arg(inner.lock_key(key))
+                    .arg(&lock_key)
                     .arg(inner.fence_key(key))
                     .arg(token)
                     .arg(ttl_ms)
                     .arg(millis(FENCE_TTL));
             } else {
-                acquire
-                    .arg(1)
-                    .arg(inner.lock_key(key))
+                commands
+                    .cmd("SET")
+                    .arg(&lock_key)
                     .arg(token)
+                    .arg("NX")
+                    .arg("PX")
                     .arg(ttl_ms);
+                commands.cmd("PTTL").arg(&lock_key);
             }
             // Read whether or not the policy writes markers: one found was written after a
             // handler succeeded, so the message was handled (a read in the same round trip).
@@ -105,12 +111,12 @@ impl Redlock {
         let mut votes = vec![KeyVotes::new(total); keys.len()];
         let mut silent = 0;
         let mut replied = vec![false; total];
-        let mut replies = self.send_all(commands, Some(script));
+        let mut replies = self.send_all(commands, script);
         while let Some((index, reply)) = replies.next().await {
             replied[index] = true;
             match reply
                 .ok()
-                .and_then(|values| read_acquire(&values, keys.len()))
+                .and_then(|values| read_acquire(&values, keys.len(), inner.fencing))
             {
                 Some(answers) => {
                     for (key_votes, answer) in votes.iter_mut().zip(answers) {
@@ -286,21 +292,37 @@ impl Redlock {
 
 /// Reads one server's answer to an acquire pipeline: one [`Answer`] per key, or `None` when
 /// the reply does not have the expected shape.
-fn read_acquire(values: &[Value], keys: usize) -> Option<Vec<Answer>> {
-    if values.len() != keys * 2 {
+fn read_acquire(values: &[Value], keys: usize, fenced: bool) -> Option<Vec<Answer>> {
+    // Per key: the fenced script's `{grant, pttl}` or `SET`'s answer and `PTTL`; then `EXISTS`.
+    let per_key = if fenced { 2 } else { 3 };
+    if values.len() != keys * per_key {
         return None;
     }
     values
-        .chunks(2)
+        .chunks(per_key)
         .map(|chunk| {
-            let Value::Array(grant) = &chunk[0] else {
-                return None;
+            let (grant, pttl) = if fenced {
+                let Value::Array(grant) = &chunk[0] else {
+                    return None;
+                };
+                let [Value::Int(grant), Value::Int(pttl)] = grant.as_slice() else {
+                    return None;
+                };
+                (*grant, *pttl)
+            } else {
+                let granted = match &chunk[0] {
+                    Value::Okay => 1,
+                    Value::Nil => 0,
+                    _ => return None,
+                };
+                let Value::Int(pttl) = &chunk[1] else {
+                    return None;
+                };
+                (granted, *pttl)
             };
-            let [Value::Int(grant), Value::Int(pttl)] = grant.as_slice() else {
-                return None;
-            };
-            let granted = *grant > 0;
-            let holder_ttl = match *pttl {
+            let marker = &chunk[per_key - 1];
+            let granted = grant > 0;
+            let holder_ttl = match pttl {
                 _ if granted => None,
                 // No expiry: someone set the key by hand; it may never be free.
                 -1 => None,
@@ -309,8 +331,8 @@ fn read_acquire(values: &[Value], keys: usize) -> Option<Vec<Answer>> {
             };
             Some(Answer {
                 granted,
-                marker: as_u64(&chunk[1])? > 0,
-                fence: granted.then(|| u64::try_from(*grant).ok()).flatten(),
+                marker: as_u64(marker)? > 0,
+                fence: granted.then(|| u64::try_from(grant).ok()).flatten(),
                 holder_ttl,
             })
         })

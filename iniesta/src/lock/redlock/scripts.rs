@@ -27,8 +27,8 @@ return 0
 
 /// Every script sent by `EVALSHA`: loaded into each server at startup and whenever it answers
 /// again after failing, so `NOSCRIPT` is rare.
-pub(super) fn all() -> [&'static Script; 5] {
-    [&RELEASE, &EXTEND, &ACQUIRE, &ACQUIRE_FENCED, &RAISE_FENCE]
+pub(super) fn all() -> [&'static Script; 4] {
+    [&RELEASE, &EXTEND, &ACQUIRE_FENCED, &RAISE_FENCE]
 }
 
 /// Resets the lock's expiry when it still holds our token.
@@ -46,23 +46,8 @@ return 0
     )
 });
 
-/// `SET NX PX`, and the holder's remaining ttl when the key is taken, in one step: a busy
-/// answer costs no second round trip, and the ttl is the holder's at the moment of refusal.
-///
-/// `KEYS[1]` lock key; `ARGV[1]` token, `ARGV[2]` ttl in ms. Returns `{1, 0}` when locked,
-/// `{0, pttl}` when not (`PTTL` of the holder's lock, -1 when it has no expiry).
-pub(super) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return {1, 0}
-end
-return {0, redis.call('PTTL', KEYS[1])}
-",
-    )
-});
-
-/// As [`ACQUIRE`], and, only when that took the lock, `INCR` of the key's fencing counter.
+/// `SET NX PX` (with the holder's remaining ttl when the key is taken) and, only when that
+/// took the lock, `INCR` of the key's fencing counter.
 ///
 /// `KEYS[1]` lock key, `KEYS[2]` fencing counter; `ARGV[1]` token, `ARGV[2]` ttl in ms,
 /// `ARGV[3]` counter ttl in ms. Returns `{counter, 0}` (counter at least 1) when locked,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use iniesta::lock::redlock::Redlock;
 use iniesta::transport::{MemoryQueue, Transport};
-use iniesta::{IdempotencyKey, Message, MetricsSnapshot, OutgoingMessage, RunningApp};
+use iniesta::{IdempotencyKey, Message, MetricsSnapshot, OutgoingMessage, PauseReason, RunningApp};
 use support::app::builder;
 use support::redis::{RedisServer, redlock_config, urls};
 use support::wait::wait_until;
@@ -195,10 +195,11 @@ async fn with_a_majority_of_redis_down_nothing_is_handled_or_lost() {
     for i in 0..20 {
         queue.send(event(&format!("m-{i}")));
     }
+    // The first deliveries that meet the lock down pause receiving: the rest wait unreceived.
     wait_until(
-        "deliveries meet the lock down",
+        "the consumer pauses for the lock",
         Duration::from_secs(5),
-        || app.metrics().lock_unavailable >= 20,
+        || app.metrics().paused == Some(PauseReason::LockUnavailable),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;

@@ -3,11 +3,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::sqs;
+use support::{example, sqs};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
@@ -46,29 +46,6 @@ fn the_example_is_the_readme_main_example() {
         readme_main_example(),
         "examples/readme.rs (after its //! header) and the README's main example differ: copy one into the other"
     );
-}
-
-/// Builds `examples/readme.rs` into this test's target directory and returns its path.
-fn build_example() -> PathBuf {
-    // This test runs as <target>/<profile>/deps/readme_example-<hash>.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    let target_dir = profile_dir.parent().unwrap();
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .current_dir(ROOT)
-        .args(["build", "--quiet", "--example", "readme", "--target-dir"])
-        .arg(target_dir);
-    if profile_dir.ends_with("release") {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().expect("cargo runs");
-    assert!(status.success(), "cargo build --example readme failed");
-    let path = profile_dir
-        .join("examples")
-        .join(format!("readme{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} was not built", path.display());
-    path
 }
 
 /// Forwards each line of `stream` to `lines`, tagged with `name`, and echoes it.
@@ -116,7 +93,7 @@ async fn the_readme_main_example_handles_messages_from_sqs_and_stops_on_sigterm(
     let endpoint = sqs::endpoint();
     sqs::require_aws_env();
     let queue = sqs::queue("readme").await;
-    let binary = build_example();
+    let binary = example::build("readme");
 
     let mut child = tokio::process::Command::new(binary)
         .env("INIESTA_SQS_QUEUE_NAME", &queue.name)

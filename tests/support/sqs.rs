@@ -342,25 +342,29 @@ impl TestQueue {
 
     /// Sends `bodies` with `iniesta_pass` set to `event`, ten per `SendMessageBatch`.
     pub async fn send_many(&self, event: &str, bodies: impl IntoIterator<Item = String>) {
-        let bodies: Vec<String> = bodies.into_iter().collect();
-        for chunk in bodies.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .message_attributes(EVENT_ATTRIBUTE, string_attribute(event))
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect();
+        let entries = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .message_attributes(EVENT_ATTRIBUTE, string_attribute(event))
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect();
+        self.send_entries(entries).await;
+    }
+
+    /// Sends `entries` in order, ten per `SendMessageBatch` (their ids must differ).
+    pub async fn send_entries(&self, entries: Vec<SendMessageBatchRequestEntry>) {
+        for chunk in entries.chunks(10) {
             let output = self
                 .client
                 .send_message_batch()
                 .queue_url(&self.url)
-                .set_entries(Some(entries))
+                .set_entries(Some(chunk.to_vec()))
                 .send()
                 .await
                 .unwrap_or_else(|e| {

@@ -52,7 +52,10 @@ const RESTART_AT: usize = 150;
 const KILL_AT: usize = 300;
 /// How long the restarted node stays down.
 const NODE_DOWN: Duration = Duration::from_secs(1);
-/// Tries to find a moment to kill the consumer with handlers running.
+/// Freezes to find a moment to kill the consumer with handlers running ...
+const MAX_FREEZES: u32 = 30;
+/// ... of which this many may catch an effect not yet marked processed before it is killed
+/// anyway (see [`kill_with_handlers_running`]).
 const KILL_TRIES: u32 = 10;
 /// Wall time for everything after the build (the issue allows 3 minutes in all).
 const BUDGET: Duration = Duration::from_secs(150);
@@ -97,7 +100,7 @@ async fn every_message_is_handled_once_through_a_consumer_kill_and_a_lock_node_r
         sent - MESSAGES - 1,
         soak.consumers[VICTIM].name(),
         kill.running.len(),
-        kill.tries,
+        kill.freezes,
         deliveries.saturating_sub(sent),
         sum("busy") + sum("already_processed"),
         sum("busy"),
@@ -449,7 +452,7 @@ struct Kill {
     /// Its counters, from its last line.
     metrics: HashMap<String, u64>,
     /// How many times it was frozen to find a moment with handlers running and no orphan.
-    tries: u32,
+    freezes: u32,
 }
 
 /// SIGKILLs `victim` at a moment when handlers are running on it.
@@ -459,8 +462,8 @@ struct Kill {
 /// processed marker on a lock node. A moment with an effect recorded but not yet marked (the
 /// few milliseconds between a handler's return and the marker's write) would make that
 /// message's handler run twice, legitimately: then it thaws the victim and tries again a
-/// little later, and only on the last try kills it anyway, allowing exactly those messages a
-/// second effect.
+/// little later, and only at the [`KILL_TRIES`]th such moment kills it anyway, allowing
+/// exactly those messages a second effect. A moment with no handler running is skipped too.
 async fn kill_with_handlers_running(
     victim: &mut Process,
     effects: &mut Effects,
@@ -469,7 +472,8 @@ async fn kill_with_handlers_running(
     deadline: &Deadline,
 ) -> Kill {
     let pid = victim.pid();
-    for tries in 1..=KILL_TRIES {
+    let mut caught = 0;
+    for freezes in 1..=MAX_FREEZES {
         victim.signal("STOP");
         while !victim.is_stopped() {
             deadline.tick("the consumer to stop on SIGSTOP").await;
@@ -485,32 +489,37 @@ async fn kill_with_handlers_running(
             .collect();
         let orphans = unmarked(&recorded, lock_urls, queue).await;
         eprintln!(
-            "fault soak: {} frozen ({tries}): {} handlers running, {} effects recorded, {} not \
-             yet marked processed",
+            "fault soak: {} frozen ({freezes}): {} handlers running, {} effects recorded, {} \
+             not yet marked processed",
             victim.name(),
             running.len(),
             recorded.len(),
             orphans.len()
         );
-        if !running.is_empty() && (orphans.is_empty() || tries == KILL_TRIES) {
-            let metrics = last_metrics(victim, "soak metrics").expect("the victim printed lines");
-            victim.signal("KILL");
-            victim
-                .wait_exit(deadline.left("killing the consumer"))
-                .await;
-            return Kill {
-                pid,
-                running,
-                orphans,
-                metrics,
-                tries,
-            };
+        if !running.is_empty() {
+            caught += 1;
+            if orphans.is_empty() || caught == KILL_TRIES {
+                let metrics =
+                    last_metrics(victim, "soak metrics").expect("the victim printed lines");
+                victim.signal("KILL");
+                victim
+                    .wait_exit(deadline.left("killing the consumer"))
+                    .await;
+                return Kill {
+                    pid,
+                    running,
+                    orphans,
+                    metrics,
+                    freezes,
+                };
+            }
         }
         victim.signal("CONT");
-        tokio::time::sleep(Duration::from_millis(150 * u64::from(tries))).await;
+        deadline.check("looking for a moment to kill the consumer");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!(
-        "{} had no handler running in {KILL_TRIES} tries",
+        "{} had no handler running in {MAX_FREEZES} freezes",
         victim.name()
     );
 }

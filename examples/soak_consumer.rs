@@ -2,14 +2,14 @@
 //! some first attempts on purpose and record each effect in a Redis the test reads.
 //!
 //! Transport and lock come from the `INIESTA_*` variables (`App::from_env`); the effects go to
-//! `SOAK_EFFECTS_URL` (a Redis URL; never the lock's servers). Every 500 ms it prints a
+//! `SOAK_EFFECTS_URL` (a Redis URL; never the lock's servers). Every 200 ms it prints a
 //! `soak metrics key=value ...` line of its counters to stdout, and on SIGTERM, SIGINT or when
 //! stdin closes (the test that started it died) it shuts down gracefully and prints a last
 //! `soak final ...` line.
 //!
 //! Redis keys it writes: `soak:effects` (one `n handler message_id idempotency_key pid
-//! delivery_count` entry per successful handling), `soak:failures` (`n message_id` of each injected failure) and
-//! `soak:running:{pid}` (the `n` of the handlers running now).
+//! delivery_count` entry per successful handling), `soak:failures` (`n message_id` of each
+//! injected failure) and `soak:running:{pid}` (the `n` of the handlers running now).
 
 use std::time::Duration;
 
@@ -74,15 +74,16 @@ impl Effects {
         Ok(Effects { redis, running })
     }
 
-    /// A handler's work: 100-400 ms (long enough that a kill finds handlers running), then one effect entry, written atomically with leaving the
-    /// running set. A first delivery fails instead for about one message in four, chosen by a
-    /// hash of its id, so the failures are spread at random but each message fails once at most.
+    /// A handler's work: 100-400 ms (long enough that a kill finds handlers running), then one
+    /// effect entry, written atomically with leaving the running set. A first delivery fails
+    /// instead for about one message in four, chosen by a hash of its id, so the failures are
+    /// spread at random and each message fails once at most.
     async fn apply(&self, handler: &str, n: u64, msg: &Message) -> Result<(), BoxError> {
         let mut redis = self.redis.clone();
         let hash = fnv1a(msg.id().as_bytes());
         let () = redis.sadd(&self.running, n).await?;
         tokio::time::sleep(Duration::from_millis(100 + hash % 300)).await;
-        if msg.delivery_count() == 1 && (hash >> 32) % 4 == 0 {
+        if msg.delivery_count() == 1 && (hash >> 32).is_multiple_of(4) {
             let () = redis::pipe()
                 .atomic()
                 .srem(&self.running, n)
@@ -162,7 +163,7 @@ async fn main() -> Result<(), BoxError> {
 
     let stop = stop_requested();
     tokio::pin!(stop);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             result = &mut stop => {

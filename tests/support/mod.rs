@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod app;
+pub mod http;
 pub mod lock;
 pub mod logs;
 pub mod redis;

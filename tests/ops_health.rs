@@ -53,7 +53,11 @@ async fn liveness_fails_when_a_receive_never_returns() {
         .spawn();
     let addr = app.metrics_addr().unwrap();
     tokio::time::sleep(secs(10)).await;
-    assert_eq!(get(addr, "/health/live").await.status, 200, "within the threshold");
+    assert_eq!(
+        get(addr, "/health/live").await.status,
+        200,
+        "within the threshold"
+    );
 
     tokio::time::sleep(secs(30)).await;
     let live = get(addr, "/health/live").await;
@@ -112,7 +116,10 @@ async fn readiness_fails_during_a_lock_outage_and_recovers() {
     assert_eq!(get(addr, "/health/live").await.status, 200);
     let scrape = get(addr, "/metrics").await.body;
     let q = ("queue", "ops-health-lock");
-    assert_eq!(support::http::sample(&scrape, "iniesta_paused", &[q]), Some(1.0));
+    assert_eq!(
+        support::http::sample(&scrape, "iniesta_paused", &[q]),
+        Some(1.0)
+    );
     assert_eq!(
         support::http::sample(&scrape, "iniesta_lock_outages_total", &[q]),
         Some(1.0)

@@ -43,7 +43,11 @@ async fn a_scrape_shows_the_metrics_with_queue_and_outcome_labels() {
         .build()
         .unwrap();
     let addr = app.metrics_addr().expect("a listener was asked for");
-    assert_ne!(addr.port(), 0, "the bound port is exposed, not the asked one");
+    assert_ne!(
+        addr.port(),
+        0,
+        "the bound port is exposed, not the asked one"
+    );
     let app = app.spawn();
     assert_eq!(app.metrics_addr(), Some(addr));
 
@@ -53,7 +57,10 @@ async fn a_scrape_shows_the_metrics_with_queue_and_outcome_labels() {
     })
     .await;
     assert!(queue.inject_duplicate(&slow_id));
-    wait_until("the duplicate is suppressed", secs(5), || app.metrics().busy == 1).await;
+    wait_until("the duplicate is suppressed", secs(5), || {
+        app.metrics().busy == 1
+    })
+    .await;
     release.notify_one();
     for _ in 0..3 {
         queue.send(OutgoingMessage::new("Work"));
@@ -75,25 +82,55 @@ async fn a_scrape_shows_the_metrics_with_queue_and_outcome_labels() {
         sample(text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
     };
     // The contract: the process duration histogram, by queue and outcome.
-    assert!(text.contains("# TYPE messaging_process_duration_seconds histogram"), "{text}");
+    assert!(
+        text.contains("# TYPE messaging_process_duration_seconds histogram"),
+        "{text}"
+    );
     let handled = [q, ("outcome", "handled")];
-    assert_eq!(count("messaging_process_duration_seconds_count", &handled), 4.0);
     assert_eq!(
-        count("messaging_process_duration_seconds_bucket", &[q, ("outcome", "handled"), ("le", "+Inf")]),
+        count("messaging_process_duration_seconds_count", &handled),
         4.0
     );
-    assert!(count("messaging_process_duration_seconds_count", &[q, ("outcome", "failed")]) >= 1.0);
-    assert!(count("messaging_process_duration_seconds_count", &[q, ("outcome", "busy")]) >= 1.0);
-    assert!(count("messaging_process_duration_seconds_count", &[q, ("outcome", "no_handler")]) >= 1.0);
+    assert_eq!(
+        count(
+            "messaging_process_duration_seconds_bucket",
+            &[q, ("outcome", "handled"), ("le", "+Inf")]
+        ),
+        4.0
+    );
+    assert!(
+        count(
+            "messaging_process_duration_seconds_count",
+            &[q, ("outcome", "failed")]
+        ) >= 1.0
+    );
+    assert!(
+        count(
+            "messaging_process_duration_seconds_count",
+            &[q, ("outcome", "busy")]
+        ) >= 1.0
+    );
+    assert!(
+        count(
+            "messaging_process_duration_seconds_count",
+            &[q, ("outcome", "no_handler")]
+        ) >= 1.0
+    );
     // The contract: the message age histogram, one sample per delivery received.
-    assert!(text.contains("# TYPE iniesta_message_age_seconds histogram"), "{text}");
+    assert!(
+        text.contains("# TYPE iniesta_message_age_seconds histogram"),
+        "{text}"
+    );
     assert!(count("iniesta_message_age_seconds_count", &[q]) >= 7.0);
     // The rest of the list.
     assert_eq!(count("iniesta_deliveries_total", &handled), 4.0);
     assert!(count("messaging_client_consumed_messages_total", &[q]) >= 7.0);
     assert_eq!(count("iniesta_receive_to_ack_seconds_count", &[q]), 4.0);
     assert_eq!(
-        count("iniesta_duplicates_suppressed_total", &[q, ("reason", "lock_busy")]),
+        count(
+            "iniesta_duplicates_suppressed_total",
+            &[q, ("reason", "lock_busy")]
+        ),
         1.0
     );
     assert!(count("iniesta_lock_wait_seconds_count", &[q]) >= 1.0);
@@ -136,5 +173,8 @@ async fn a_taken_port_fails_the_build_naming_the_setting() {
         .metrics_addr(taken.local_addr().unwrap())
         .build()
         .unwrap_err();
-    assert!(error.to_string().contains("INIESTA_METRICS_ADDR"), "{error}");
+    assert!(
+        error.to_string().contains("INIESTA_METRICS_ADDR"),
+        "{error}"
+    );
 }

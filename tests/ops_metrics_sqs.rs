@@ -28,16 +28,22 @@ async fn sqs_requests_are_counted_by_action_and_the_startup_line_names_the_queue
         .unwrap()
         .spawn();
     let addr = app.metrics_addr().unwrap();
-    wait_until("the message was handled and deleted", Duration::from_secs(30), || {
-        app.metrics().deleted == 1
-    })
+    wait_until(
+        "the message was handled and deleted",
+        Duration::from_secs(30),
+        || app.metrics().deleted == 1,
+    )
     .await;
 
     let text = get(addr, "/metrics").await.body;
     let q = ("queue", queue.name.as_str());
     let requests = |action: &str| {
-        sample(&text, "iniesta_transport_requests_total", &[q, ("action", action)])
-            .unwrap_or_else(|| panic!("no requests of {action} in:\n{text}"))
+        sample(
+            &text,
+            "iniesta_transport_requests_total",
+            &[q, ("action", action)],
+        )
+        .unwrap_or_else(|| panic!("no requests of {action} in:\n{text}"))
     };
     assert!(requests("ReceiveMessage") >= 1.0);
     assert!(requests("DeleteMessageBatch") >= 1.0);

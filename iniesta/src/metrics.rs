@@ -155,7 +155,7 @@ impl Metrics {
             exported: Exported::register(registry, &queue),
             last_receive: AtomicU64::new(0),
             progress: Progress::default(),
-            handles: Handles::register(registry, queue),
+            handles: Handles::register(registry, &queue),
         }
     }
 

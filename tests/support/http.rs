@@ -76,7 +76,10 @@ mod tests {
     fn samples_are_found_by_name_and_labels() {
         let text = "# TYPE x counter\nx{queue=\"q\",outcome=\"handled\"} 3\nx{queue=\"q\",outcome=\"busy\"} 1\ny 2\n";
         assert_eq!(sample(text, "x", &[("outcome", "busy")]), Some(1.0));
-        assert_eq!(sample(text, "x", &[("queue", "q"), ("outcome", "handled")]), Some(3.0));
+        assert_eq!(
+            sample(text, "x", &[("queue", "q"), ("outcome", "handled")]),
+            Some(3.0)
+        );
         assert_eq!(sample(text, "y", &[]), Some(2.0));
         assert_eq!(sample(text, "x", &[("outcome", "failed")]), None);
     }

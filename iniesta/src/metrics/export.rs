@@ -10,7 +10,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use ::metrics::{Counter, Gauge, Histogram, SharedString, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use tokio::time::Instant;
 
 use crate::pipeline::Outcome;
@@ -44,8 +46,7 @@ pub(crate) const TRANSPORT_REQUESTS: &str = "iniesta_transport_requests_total";
 
 /// Buckets of the duration histograms, in seconds: 1 ms to 5 min.
 const DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    300.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 /// Buckets of the message age, in seconds: 10 ms to 4 days (SQS keeps a message up to 14).
 const AGE_BUCKETS: &[f64] = &[
@@ -138,7 +139,7 @@ pub(crate) struct Handles {
 }
 
 impl Handles {
-    pub(super) fn register(registry: &Registry, queue: SharedString) -> Self {
+    pub(super) fn register(registry: &Registry, queue: &SharedString) -> Self {
         let q = || queue.clone();
         registry.register(|| {
             describe();
@@ -209,7 +210,9 @@ impl Handles {
         let q = || self.queue.clone();
         self.registry.register(|| {
             ::metrics::gauge!(IN_FLIGHT, "queue" => q()).set(sample.in_flight as f64);
-            let since = sample.since_last_receive.map_or(f64::NAN, |d| d.as_secs_f64());
+            let since = sample
+                .since_last_receive
+                .map_or(f64::NAN, |d| d.as_secs_f64());
             ::metrics::gauge!(SINCE_LAST_RECEIVE, "queue" => q()).set(since);
             let paused = ::metrics::gauge!(PAUSED, "queue" => q());
             paused.set(if sample.paused { 1.0 } else { 0.0 });
@@ -295,7 +298,7 @@ mod tests {
             .build_recorder();
         let handle = recorder.handle();
         let registry = Registry::Local(Arc::new(recorder));
-        let handles = Handles::register(&registry, "orders".into());
+        let handles = Handles::register(&registry, &"orders".into());
         handles.finished(Outcome::Handled, Instant::now());
         handles.finished(Outcome::Busy, Instant::now());
         handles.finished(Outcome::Busy, Instant::now());
@@ -305,7 +308,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"messaging_process_duration_seconds_count{queue="orders",outcome="handled"} 1"#),
+            text.contains(
+                r#"messaging_process_duration_seconds_count{queue="orders",outcome="handled"} 1"#
+            ),
             "{text}"
         );
         assert!(

@@ -15,7 +15,10 @@ const DEFAULT_RECEIVE_WAIT: Duration = Duration::from_secs(20);
 /// How long a receive may stay outstanding, with nothing received meanwhile, before
 /// liveness fails: `configured`, else three long-poll waits plus 30 s (90 s on SQS's 20 s
 /// wait; the SQS transport itself gives up on a receive after its wait plus 15 s).
-pub(crate) fn stall_after(configured: Option<Duration>, receive_wait: Option<Duration>) -> Duration {
+pub(crate) fn stall_after(
+    configured: Option<Duration>,
+    receive_wait: Option<Duration>,
+) -> Duration {
     configured.unwrap_or_else(|| receive_wait.unwrap_or(DEFAULT_RECEIVE_WAIT) * 3 + STALL_SLACK)
 }
 
@@ -88,7 +91,10 @@ mod tests {
             Duration::from_secs(33)
         );
         let set = Some(Duration::from_secs(5));
-        assert_eq!(stall_after(set, Some(Duration::from_secs(20))), Duration::from_secs(5));
+        assert_eq!(
+            stall_after(set, Some(Duration::from_secs(20))),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -114,7 +120,11 @@ mod tests {
         assert_eq!(ready(&paused).unwrap_err(), "paused: lock unavailable");
         let mut failing = inputs(true, 0);
         failing.poll.failing = true;
-        assert!(ready(&failing).unwrap_err().starts_with("transport unreachable"));
+        assert!(
+            ready(&failing)
+                .unwrap_err()
+                .starts_with("transport unreachable")
+        );
         let mut stopping = inputs(true, 0);
         stopping.stopping = true;
         assert_eq!(ready(&stopping).unwrap_err(), "shutting down");

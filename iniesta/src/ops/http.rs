@@ -33,7 +33,11 @@ pub(super) struct State {
 }
 
 /// Accepts connections until `stop`, then drops the open ones.
-pub(super) async fn serve(socket: std::net::TcpListener, state: Arc<State>, stop: CancellationToken) {
+pub(super) async fn serve(
+    socket: std::net::TcpListener,
+    state: Arc<State>,
+    stop: CancellationToken,
+) {
     let listener = match tokio::net::TcpListener::from_std(socket) {
         Ok(listener) => listener,
         Err(error) => {

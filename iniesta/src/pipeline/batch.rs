@@ -251,7 +251,8 @@ impl Pipeline {
             not_run => return self.run_step(not_run).await,
         };
         self.metrics.returned();
-        self.metrics.finished(Outcome::Returned, delivery.received_at);
+        self.metrics
+            .finished(Outcome::Returned, delivery.received_at);
         let report = Report::of(&delivery.message, Outcome::Returned);
         self.settle(delivery, Settle::Return).await;
         report

@@ -249,7 +249,10 @@ impl Transport for SqsTransport {
         vec![
             ("ReceiveMessage", counts.receive),
             ("DeleteMessageBatch", counts.delete_batch),
-            ("ChangeMessageVisibilityBatch", counts.change_visibility_batch),
+            (
+                "ChangeMessageVisibilityBatch",
+                counts.change_visibility_batch,
+            ),
             ("other", counts.other),
         ]
     }

@@ -116,6 +116,7 @@ impl fmt::Debug for App {
         f.debug_struct("App")
             .field("queue", &self.pipeline.capabilities.name)
             .field("routes", &self.pipeline.router.describe())
+            .field("metrics_addr", &self.metrics_addr())
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +134,7 @@ impl fmt::Debug for RunningApp {
         f.debug_struct("RunningApp")
             .field("queue", &self.pipeline.capabilities.name)
             .field("finished", &self.task.is_finished())
+            .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
 }

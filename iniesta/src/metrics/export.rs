@@ -13,7 +13,7 @@ use ::metrics::{Counter, Gauge, Histogram, SharedString, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-use tokio::time::Instant;
+use std::time::Instant;
 
 use crate::pipeline::Outcome;
 

@@ -71,21 +71,33 @@ impl Listener {
             stall_after: self.stall_after,
         });
         let task = tokio::spawn(http::serve(self.socket, state, stop.clone()));
-        Serving { stop, task }
+        Serving {
+            stop,
+            task: Some(task),
+        }
     }
 }
 
-/// A listener serving; stopped with the app.
+/// A listener serving; stopped with the app, and when dropped: a consumer task that panics
+/// must not leave a listener behind that still answers "alive".
 #[derive(Debug)]
 pub(crate) struct Serving {
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Serving {
     /// Stops accepting, closes open connections and waits for the listener to end.
-    pub(crate) async fn stop(self) {
+    pub(crate) async fn stop(mut self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }

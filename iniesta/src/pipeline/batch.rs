@@ -103,7 +103,7 @@ impl Pipeline {
         let mut acquisitions = if key_refs.is_empty() {
             Vec::new()
         } else {
-            let asked = Instant::now();
+            let asked = std::time::Instant::now();
             let acquisitions = lock.acquire(&key_refs).await;
             self.metrics.lock_waited(asked.elapsed());
             acquisitions

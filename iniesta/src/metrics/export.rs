@@ -92,8 +92,9 @@ pub(crate) fn prometheus() -> (Registry, PrometheusHandle) {
         Ok(()) => (Registry::Global, handle),
         Err(taken) => {
             tracing::warn!(
-                "a `metrics` recorder is installed already: /metrics serves iniesta's metrics \
-                 only, and the installed recorder gets none of them"
+                "a `metrics` recorder is installed already (the program's, or an earlier app's \
+                 in this process): this app's /metrics serves its own metrics only, and the \
+                 installed recorder gets none of them"
             );
             (Registry::Local(Arc::new(taken.into_inner())), handle)
         }

@@ -105,6 +105,7 @@ mod error;
 mod handler;
 mod message;
 mod metrics;
+mod ops;
 mod pipeline;
 mod registry;
 mod router;

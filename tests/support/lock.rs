@@ -38,3 +38,55 @@ pub async fn eventually_acquired(lock: &dyn IdempotencyLock, key: &str, within: 
         }
     }
 }
+
+/// A [`MemoryLock`](iniesta::lock::MemoryLock) whose servers answer a probe but refuse every
+/// acquisition (no quorum) while `refusing` is set: a lock outage that can be switched off.
+pub struct Refusing {
+    pub inner: iniesta::lock::MemoryLock,
+    pub refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl IdempotencyLock for Refusing {
+    fn acquire(
+        &self,
+        keys: &[&str],
+    ) -> iniesta::BoxFuture<'_, Vec<Result<Acquisition, LockError>>> {
+        if self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            let refused = keys
+                .iter()
+                .map(|_| {
+                    Err(LockError::NoQuorum {
+                        answered: 0,
+                        total: 1,
+                        needed: 1,
+                    })
+                })
+                .collect();
+            return Box::pin(std::future::ready(refused));
+        }
+        self.inner.acquire(keys)
+    }
+
+    fn extend<'a>(
+        &'a self,
+        lease: &'a mut Lease,
+    ) -> iniesta::BoxFuture<'a, Result<bool, LockError>> {
+        self.inner.extend(lease)
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> iniesta::BoxFuture<'a, Result<(), LockError>> {
+        self.inner.release(lease)
+    }
+
+    fn mark_processed<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> iniesta::BoxFuture<'a, Result<(), LockError>> {
+        self.inner.mark_processed(key, ttl)
+    }
+
+    fn ttl(&self) -> Duration {
+        self.inner.ttl()
+    }
+}

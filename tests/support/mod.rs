@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod example;
+pub mod http;
 pub mod lock;
 pub mod logs;
 pub mod redis;

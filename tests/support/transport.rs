@@ -63,3 +63,56 @@ impl Transport for Faulty {
         self.queue.capabilities()
     }
 }
+
+/// A transport whose receive never returns while `stuck` is set (a connection that stopped
+/// answering without closing), and fails with a retryable error while `failing` is set;
+/// otherwise the in-memory queue.
+pub struct Unreliable {
+    pub queue: MemoryQueue,
+    pub stuck: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Transport for Unreliable {
+    fn receive(
+        &self,
+        max: usize,
+    ) -> iniesta::BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
+        use std::sync::atomic::Ordering;
+        if self.stuck.load(Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Box::pin(std::future::ready(Err(TransportError::Service {
+                operation: "ReceiveMessage",
+                retryable: true,
+                source: "connection refused".into(),
+            })));
+        }
+        self.queue.receive(max)
+    }
+
+    fn ack(&self, receipt: Receipt) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        self.queue.ack(receipt)
+    }
+
+    fn nack(
+        &self,
+        receipt: Receipt,
+        delay: Option<Duration>,
+    ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        self.queue.nack(receipt, delay)
+    }
+
+    fn extend(
+        &self,
+        receipt: Receipt,
+        by: Duration,
+    ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        self.queue.extend(receipt, by)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.queue.capabilities()
+    }
+}

@@ -7,11 +7,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
-use crate::config::{Config, ConsumerConfig};
+use crate::config::{Config, ConsumerConfig, OpsConfig};
 use crate::error::{ConfigError, Location, RegistryError};
 use crate::handler::{BoxedHandler, Handler};
 use crate::lock::{DEFAULT_LOCK_TTL, IdempotencyLock, LockPolicy, MemoryLock, OnLockLost};
 use crate::metrics::Metrics;
+use crate::metrics::export::{self, Registry};
 use crate::pipeline::Pipeline;
 use crate::router::{RouteEntry, Router};
 use crate::transport::{Capabilities, Transport};
@@ -51,6 +52,7 @@ pub struct AppBuilder {
     lock: LockChoice,
     consumer: ConsumerConfig,
     policy: LockPolicy,
+    ops: OpsConfig,
 }
 
 enum LockChoice {
@@ -70,6 +72,7 @@ impl Default for AppBuilder {
             lock: LockChoice::InProcess,
             consumer: ConsumerConfig::default(),
             policy: LockPolicy::default(),
+            ops: OpsConfig::default(),
         }
     }
 }
@@ -81,6 +84,7 @@ impl AppBuilder {
         AppBuilder {
             consumer: config.consumer.clone(),
             policy: config.lock.policy.clone(),
+            ops: config.ops.clone(),
             ..AppBuilder::default()
         }
     }
@@ -222,16 +226,71 @@ impl AppBuilder {
         self
     }
 
+    /// Serves `GET /metrics` (Prometheus text), `GET /health/live` and `GET /health/ready` on
+    /// `addr` while the app runs (`INIESTA_METRICS_ADDR`). Port 0 picks a free port:
+    /// [`RunningApp::metrics_addr`](crate::RunningApp::metrics_addr) tells which.
+    ///
+    /// iniesta installs a Prometheus recorder as the process's `metrics` recorder, so the
+    /// handlers' own `metrics::counter!` calls show on `/metrics` too. When the program
+    /// installed a recorder already, that one is left alone and receives none of iniesta's
+    /// metrics; `/metrics` then shows iniesta's only (a warning says so).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use iniesta::{App, Message, transport::MemoryQueue};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), iniesta::Error> {
+    /// let app = App::builder()
+    ///     .transport(MemoryQueue::default())
+    ///     .handler("Ping.demo", |_: Message| async {})
+    ///     .metrics_addr(([127, 0, 0, 1], 0).into())
+    ///     .build()?;
+    /// let running = app.spawn();
+    /// println!("scrape http://{}/metrics", running.metrics_addr().unwrap());
+    /// running.shutdown().await
+    /// # }
+    /// ```
+    pub fn metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.ops.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Liveness fails when a receive has been outstanding this long with no receive finished
+    /// meanwhile (`INIESTA_LIVENESS_STALL_AFTER`; default three long-poll waits plus 30 s,
+    /// 90 s on SQS).
+    pub fn liveness_stall_after(mut self, after: Duration) -> Self {
+        self.ops.stall_after = Some(after);
+        self
+    }
+
     /// Checks the handlers, state and settings and creates the app.
+    ///
+    /// With [`metrics_addr`](Self::metrics_addr) set, binds the listener now.
     ///
     /// # Errors
     ///
     /// [`RegistryError`] for duplicate keys or fallbacks, malformed keys, or state a handler
-    /// needs and nobody registered; [`ConfigError`] for bad settings or a missing transport.
+    /// needs and nobody registered; [`ConfigError`] for bad settings or a missing transport;
+    /// [`Error::Io`](crate::Error::Io) when the metrics address cannot be bound.
     pub fn build(self) -> Result<App> {
-        let pipeline = self.into_pipeline()?;
+        let ops = self.ops.clone();
+        let prometheus = ops.metrics_addr.map(|_| export::prometheus());
+        let registry = prometheus
+            .as_ref()
+            .map_or(Registry::Global, |(registry, _)| registry.clone());
+        let pipeline = self.into_pipeline_with(&registry)?;
+        let listener = match (ops.metrics_addr, prometheus) {
+            (Some(addr), Some((_, handle))) => {
+                let stall_after =
+                    crate::ops::stall_after(ops.stall_after, pipeline.capabilities.receive_wait);
+                Some(crate::ops::Listener::bind(addr, handle, stall_after)?)
+            }
+            _ => None,
+        };
         Ok(App {
             pipeline: Arc::new(pipeline),
+            listener,
         })
     }
 
@@ -248,7 +307,12 @@ impl AppBuilder {
         self
     }
 
+    /// The pipeline, its metrics registered with the global `metrics` recorder.
     pub(crate) fn into_pipeline(self) -> Result<Pipeline> {
+        self.into_pipeline_with(&Registry::Global)
+    }
+
+    fn into_pipeline_with(self, registry: &Registry) -> Result<Pipeline> {
         self.consumer.validate()?;
         let mut entries = Vec::new();
         if self.registered {
@@ -290,6 +354,7 @@ impl AppBuilder {
         for line in router.describe() {
             tracing::debug!(route = %line, "route");
         }
+        let metrics = Arc::new(Metrics::new(&capabilities.name, registry));
         Ok(Pipeline {
             router,
             states: self.states,
@@ -298,7 +363,7 @@ impl AppBuilder {
             policy: self.policy,
             config: self.consumer,
             capabilities,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             in_flight: Arc::default(),
             pause: Arc::default(),
             stopping: CancellationToken::new(),
@@ -378,6 +443,7 @@ impl fmt::Debug for AppBuilder {
             )
             .field("consumer", &self.consumer)
             .field("policy", &self.policy)
+            .field("ops", &self.ops)
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@ mod logging;
 
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -44,6 +45,8 @@ use crate::{Error, Result};
 /// ```
 pub struct App {
     pipeline: Arc<Pipeline>,
+    /// The metrics and health listener, bound, when `INIESTA_METRICS_ADDR` is set.
+    listener: Option<crate::ops::Listener>,
 }
 
 impl App {
@@ -77,7 +80,7 @@ impl App {
             tracing::info!("shutdown requested");
             stopping.cancel();
         });
-        let result = Arc::clone(&self.pipeline).run().await;
+        let result = serve_and_run(self.listener, Arc::clone(&self.pipeline)).await;
         trigger.abort();
         result
     }
@@ -85,17 +88,26 @@ impl App {
     /// Runs the consumer in a background task.
     pub fn spawn(self) -> RunningApp {
         let stopping = self.pipeline.stopping.clone();
-        let task = tokio::spawn(Arc::clone(&self.pipeline).run());
+        let metrics_addr = self.metrics_addr();
+        let task = tokio::spawn(serve_and_run(self.listener, Arc::clone(&self.pipeline)));
         RunningApp {
             stopping,
             pipeline: self.pipeline,
             task,
+            metrics_addr,
         }
     }
 
     /// The consumer's counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.pipeline.snapshot()
+    }
+
+    /// The address the metrics and health listener is bound to, when
+    /// [`AppBuilder::metrics_addr`] (`INIESTA_METRICS_ADDR`) is set: with port 0, the port
+    /// picked.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().map(crate::ops::Listener::addr)
     }
 }
 
@@ -104,6 +116,7 @@ impl fmt::Debug for App {
         f.debug_struct("App")
             .field("queue", &self.pipeline.capabilities.name)
             .field("routes", &self.pipeline.router.describe())
+            .field("metrics_addr", &self.metrics_addr())
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +126,7 @@ pub struct RunningApp {
     stopping: CancellationToken,
     pipeline: Arc<Pipeline>,
     task: JoinHandle<Result<()>>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl fmt::Debug for RunningApp {
@@ -120,6 +134,7 @@ impl fmt::Debug for RunningApp {
         f.debug_struct("RunningApp")
             .field("queue", &self.pipeline.capabilities.name)
             .field("finished", &self.task.is_finished())
+            .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +143,12 @@ impl RunningApp {
     /// The consumer's counters now.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.pipeline.snapshot()
+    }
+
+    /// The address of the metrics and health listener, when one was configured (see
+    /// [`App::metrics_addr`]).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Whether the consumer has stopped (after shutdown, or a permanent error).
@@ -162,6 +183,20 @@ impl RunningApp {
             Err(join) => Err(Error::Io(std::io::Error::other(join))),
         }
     }
+}
+
+/// Runs the consumer with its metrics and health listener, which stops once the consumer has
+/// (readiness says `shutting down` meanwhile).
+async fn serve_and_run(
+    listener: Option<crate::ops::Listener>,
+    pipeline: Arc<Pipeline>,
+) -> Result<()> {
+    let serving = listener.map(|listener| listener.start(Arc::clone(&pipeline)));
+    let result = pipeline.run().await;
+    if let Some(serving) = serving {
+        serving.stop().await;
+    }
+    result
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

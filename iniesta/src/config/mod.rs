@@ -38,6 +38,8 @@
 //! | `INIESTA_LOCK_LOST` | `cancel` | a handler whose lock is lost: `cancel` or `run-on` |
 //! | `INIESTA_REDIS_TIMEOUT` | 500ms | timeout of every Redis call |
 //! | `INIESTA_LOG_FORMAT` | `text` | `json` for one JSON object per line (entry points only) |
+//! | `INIESTA_METRICS_ADDR` | none | `HOST:PORT` of the `/metrics` and `/health/*` listener |
+//! | `INIESTA_LIVENESS_STALL_AFTER` | 3 long polls + 30s | a receive outstanding this long fails liveness |
 //!
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
 //! `1h`) or a bare number of seconds (`1.5`).
@@ -45,6 +47,7 @@
 mod env;
 mod lock;
 mod log_format;
+mod ops;
 
 use std::time::Duration;
 
@@ -59,6 +62,7 @@ use env::Env;
 pub use log_format::LogFormat;
 
 pub use lock::LockConfig;
+pub use ops::OpsConfig;
 
 /// The message attribute that carries the event key, as in iniesta (Python).
 pub const DEFAULT_EVENT_ATTRIBUTE: &str = "iniesta_pass";
@@ -81,6 +85,8 @@ pub struct Config {
     pub lock: LockConfig,
     /// The default log output's format (`INIESTA_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// The metrics and health listener (`INIESTA_METRICS_ADDR`).
+    pub ops: OpsConfig,
 }
 
 impl Config {
@@ -104,11 +110,13 @@ impl Config {
         let sqs = read_sqs(&env)?;
         let lock = LockConfig::read(&env)?;
         let log_format = LogFormat::read(&env)?;
+        let ops = OpsConfig::read(&env)?;
         Ok(Config {
             consumer,
             sqs,
             lock,
             log_format,
+            ops,
         })
     }
 }

@@ -176,3 +176,19 @@ fn sns_signature_verification_is_opt_in() {
     assert!(!off.sqs.sns_trust.verifies_signatures());
     assert!(config(&[("INIESTA_SNS_VERIFY_SIGNATURES", "maybe")]).is_err());
 }
+
+#[test]
+fn metrics_listener_settings() {
+    let off = config(&[]).unwrap();
+    assert_eq!(off.ops.metrics_addr, None);
+    assert_eq!(off.ops.stall_after, None);
+    let on = config(&[
+        ("INIESTA_METRICS_ADDR", "0.0.0.0:9464"),
+        ("INIESTA_LIVENESS_STALL_AFTER", "2m"),
+    ])
+    .unwrap();
+    assert_eq!(on.ops.metrics_addr, Some("0.0.0.0:9464".parse().unwrap()));
+    assert_eq!(on.ops.stall_after, Some(Duration::from_secs(120)));
+    let bad = config(&[("INIESTA_METRICS_ADDR", "9464")]).unwrap_err();
+    assert!(bad.to_string().contains("INIESTA_METRICS_ADDR"), "{bad}");
+}

@@ -160,4 +160,8 @@ impl IdempotencyLock for MemoryLock {
     fn ttl(&self) -> Duration {
         self.ttl
     }
+
+    fn describe(&self) -> String {
+        "in-process memory lock".to_owned()
+    }
 }

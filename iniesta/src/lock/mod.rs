@@ -150,6 +150,12 @@ pub trait IdempotencyLock: Send + Sync + 'static {
     fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
         Box::pin(std::future::ready(Ok(())))
     }
+
+    /// What the lock is and where its servers are, for the startup log (never with
+    /// passwords). The default names the type.
+    fn describe(&self) -> String {
+        std::any::type_name::<Self>().to_owned()
+    }
 }
 
 /// A shared lock: several apps in one process (one per queue) can use one lock.
@@ -180,5 +186,9 @@ impl<L: IdempotencyLock> IdempotencyLock for std::sync::Arc<L> {
 
     fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
         (**self).probe()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
     }
 }

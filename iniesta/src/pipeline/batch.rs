@@ -80,11 +80,14 @@ impl Pipeline {
                 Some(error) => {
                     tracing::error!(message_id = %raw.id, %error, "corrupt message: not handled, not deleted");
                     self.metrics.corrupt();
+                    self.metrics.finished(Outcome::Corrupt, at);
                     let report = Report::undecoded(&raw.id, Outcome::Corrupt);
                     Err(Box::new(Step::Undecoded(report, raw.group_id, slot)))
                 }
             })
             .collect();
+        self.metrics
+            .message_ages(decoded.iter().flatten().map(|d| d.message.sent_at()));
         let Some(lock) = &self.lock else {
             return decoded
                 .into_iter()
@@ -100,7 +103,10 @@ impl Pipeline {
         let mut acquisitions = if key_refs.is_empty() {
             Vec::new()
         } else {
-            lock.acquire(&key_refs).await
+            let asked = std::time::Instant::now();
+            let acquisitions = lock.acquire(&key_refs).await;
+            self.metrics.lock_waited(asked.elapsed());
+            acquisitions
         };
         if acquisitions.len() != keys.len() {
             // A lock that answers for fewer keys than asked must not lose the rest.
@@ -167,7 +173,9 @@ impl Pipeline {
             }
             Err(error) => {
                 self.metrics.lock_unavailable();
-                self.pause.lock_unavailable(lock, &error, &self.stopping);
+                if self.pause.lock_unavailable(lock, &error, &self.stopping) {
+                    self.metrics.lock_outages();
+                }
                 // Left invisible rather than given back: polls still in flight would only
                 // receive it again and spend another delivery before the pause holds.
                 tracing::debug!(message_id, %error, "lock unavailable: left unhandled until its lease runs out");
@@ -180,6 +188,7 @@ impl Pipeline {
         match step {
             Step::Run(delivery) => self.deliver(delivery).await,
             Step::Settle(delivery, how, outcome) => {
+                self.metrics.finished(outcome, delivery.received_at);
                 let mut report = Report::of(&delivery.message, outcome);
                 report.acked = self.settle(delivery, how).await;
                 report
@@ -242,6 +251,8 @@ impl Pipeline {
             not_run => return self.run_step(not_run).await,
         };
         self.metrics.returned();
+        self.metrics
+            .finished(Outcome::Returned, delivery.received_at);
         let report = Report::of(&delivery.message, Outcome::Returned);
         self.settle(delivery, Settle::Return).await;
         report

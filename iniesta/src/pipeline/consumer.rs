@@ -32,12 +32,7 @@ impl Pipeline {
         let tracker = TaskTracker::new();
         let fatal: Mutex<Option<TransportError>> = Mutex::new(None);
         let pollers = (self.config.concurrency / self.max_batch()).clamp(1, MAX_POLLERS);
-        tracing::info!(
-            queue = %self.capabilities.name,
-            pollers,
-            concurrency = self.config.concurrency,
-            "consumer started"
-        );
+        self.log_startup(pollers);
         join_all((0..pollers).map(|_| self.poll(&semaphore, &tracker, &fatal))).await;
         self.drain(&tracker).await;
         if let Err(error) = self.transport.flush().await {
@@ -76,12 +71,15 @@ impl Pipeline {
             };
             let wanted = permits.num_permits();
             let asked_at = Instant::now();
+            // Liveness watches receive calls that never come back.
+            let receiving = self.metrics.receiving();
             let received = tokio::select! {
                 biased;
                 () = self.stopping.cancelled() => return,
                 () = self.pause.started() => continue,
                 received = self.transport.receive(wanted) => received,
             };
+            drop(receiving);
             match received {
                 Ok(messages) => {
                     backoff = crate::backoff::exponential(RECEIVE_BACKOFF_MIN, RECEIVE_BACKOFF_MAX);
@@ -108,7 +106,7 @@ impl Pipeline {
                     });
                 }
                 Err(error) if error.is_retryable() => {
-                    self.metrics.receive_errors();
+                    self.metrics.receive_failed(&error);
                     let pause = backoff.next().unwrap_or(RECEIVE_BACKOFF_MAX);
                     tracing::warn!(%error, retry_in = ?pause, "receive failed; retrying");
                     drop(permits);
@@ -118,7 +116,7 @@ impl Pipeline {
                     }
                 }
                 Err(error) => {
-                    self.metrics.receive_errors();
+                    self.metrics.receive_failed(&error);
                     tracing::error!(%error, "receive failed permanently: stopping the consumer");
                     fatal
                         .lock()

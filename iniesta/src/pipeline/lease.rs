@@ -77,6 +77,7 @@ impl Pipeline {
                 .await
             {
                 Ok(()) => {
+                    self.metrics.lease_extended();
                     tracing::debug!(message_id = message.id(), ?timeout, "visibility extended");
                     next = now + timeout.mul_f64(fraction);
                 }
@@ -106,7 +107,10 @@ impl Pipeline {
                 .await;
             loop {
                 match lock.extend(lease).await {
-                    Ok(true) => break,
+                    Ok(true) => {
+                        self.metrics.lock_extended();
+                        break;
+                    }
                     Ok(false) => {
                         tracing::warn!(
                             message_id = message.id(),

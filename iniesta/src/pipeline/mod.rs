@@ -56,6 +56,29 @@ pub enum Outcome {
     Returned,
 }
 
+impl Outcome {
+    /// The outcome in snake_case, as metrics label it (`handled`, `lock_unavailable`, ...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(iniesta::Outcome::AlreadyProcessed.as_str(), "already_processed");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Handled => "handled",
+            Outcome::Failed => "failed",
+            Outcome::NoHandler => "no_handler",
+            Outcome::Busy => "busy",
+            Outcome::AlreadyProcessed => "already_processed",
+            Outcome::LockUnavailable => "lock_unavailable",
+            Outcome::LockLost => "lock_lost",
+            Outcome::Corrupt => "corrupt",
+            Outcome::Returned => "returned",
+        }
+    }
+}
+
 /// What the pipeline did with one delivery: returned by the test client, useful in logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -108,15 +108,15 @@ impl Pause {
     }
 
     /// Pauses receiving because the lock has no quorum, and starts probing it. Only the first
-    /// caller of an outage logs and probes.
+    /// caller of an outage logs and probes; it gets `true` (one outage, counted once).
     pub(super) fn lock_unavailable(
         self: &Arc<Self>,
         lock: &Arc<dyn IdempotencyLock>,
         error: &crate::LockError,
         stopping: &CancellationToken,
-    ) {
+    ) -> bool {
         if self.lock_unavailable.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         self.started.notify_waiters();
         tracing::error!(
@@ -153,5 +153,6 @@ impl Pause {
                 "the lock answers again: receiving resumed"
             );
         });
+        true
     }
 }

@@ -101,7 +101,7 @@ impl Pipeline {
     async fn ack(&self, delivery: &Delivery) -> bool {
         match self.transport.ack(delivery.message.receipt().clone()).await {
             Ok(()) => {
-                self.metrics.deleted();
+                self.metrics.deleted(delivery.received_at);
                 true
             }
             Err(error) => {

@@ -29,6 +29,16 @@ pub struct Capabilities {
     pub retention: Option<Duration>,
     /// Whether [`dead_letter`](super::Transport::dead_letter) is supported.
     pub dead_letter: bool,
+    /// The broker's own dead-letter queue (SQS: the redrive policy's target, by name), for
+    /// the startup log.
+    pub dead_letter_queue: Option<String>,
+    /// Longest one receive waits for messages (the long poll); the liveness check allows
+    /// a receive a few times this before it counts the pollers as stalled.
+    pub receive_wait: Option<Duration>,
+    /// Where the broker is reached (an endpoint URL without a path), for the startup log.
+    pub endpoint: Option<String>,
+    /// The broker's region, for the startup log.
+    pub region: Option<String>,
 }
 
 impl Capabilities {
@@ -45,6 +55,10 @@ impl Capabilities {
             max_delay: Some(super::sqs::limits::MAX_VISIBILITY),
             retention: Some(super::sqs::limits::DEFAULT_RETENTION),
             dead_letter: false,
+            dead_letter_queue: None,
+            receive_wait: Some(super::sqs::limits::MAX_WAIT_TIME),
+            endpoint: None,
+            region: None,
         }
     }
 }

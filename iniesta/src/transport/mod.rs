@@ -74,4 +74,11 @@ pub trait Transport: Send + Sync + 'static {
 
     /// What the broker can do, read once when the app is built.
     fn capabilities(&self) -> Capabilities;
+
+    /// Requests sent to the broker so far, by action (SQS: the API operation), for the
+    /// `iniesta_transport_requests_total` metric; read at each scrape. The default reports
+    /// none.
+    fn request_counts(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

@@ -574,6 +574,11 @@ impl IdempotencyLock for Redlock {
     fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
         Box::pin(self.probe_quorum())
     }
+
+    fn describe(&self) -> String {
+        let servers: Vec<&str> = self.servers().collect();
+        format!("redlock {} (quorum {})", servers.join(","), self.quorum())
+    }
 }
 
 /// Lets the calls still running go on without the caller: their writes (a marker, a release,

@@ -379,6 +379,12 @@ impl Transport for MemoryQueue {
         capabilities.max_deliveries = settings.max_receive_count;
         capabilities.ordered_groups = settings.fifo;
         capabilities.retention = Some(settings.retention);
+        capabilities.receive_wait = Some(self.inner.wait_time);
+        capabilities.dead_letter_queue = self
+            .inner
+            .dead_letter
+            .as_ref()
+            .map(|dlq| dlq.inner.settings.name.clone());
         capabilities
     }
 }

@@ -209,6 +209,9 @@ impl SqsTransportBuilder {
             capabilities.lease = Some(timeout);
         }
         let target = target(&counters);
+        capabilities.receive_wait = Some(self.wait_time);
+        capabilities.endpoint = Some(target.endpoint.clone());
+        capabilities.region = Some(target.region.clone());
         let batcher = |kind| {
             let sender = Sender {
                 client: client.clone(),

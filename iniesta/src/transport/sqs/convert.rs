@@ -113,6 +113,14 @@ pub(super) fn max_receive_count(redrive_policy: &str) -> Option<u32> {
     }
 }
 
+/// The queue name of a `RedrivePolicy`'s `deadLetterTargetArn` (the ARN's last part: the
+/// account id stays out of logs).
+pub(super) fn dead_letter_queue(redrive_policy: &str) -> Option<String> {
+    let policy: serde_json::Value = serde_json::from_str(redrive_policy).ok()?;
+    let arn = policy.get("deadLetterTargetArn")?.as_str()?;
+    arn.rsplit(':').next().map(str::to_owned)
+}
+
 /// The queue name at the end of a queue URL.
 pub(super) fn queue_name_from_url(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
@@ -136,6 +144,9 @@ pub(super) fn capabilities(name: &str, attributes: &HashMap<String, String>) -> 
     capabilities.max_deliveries = attributes
         .get("RedrivePolicy")
         .and_then(|p| max_receive_count(p));
+    capabilities.dead_letter_queue = attributes
+        .get("RedrivePolicy")
+        .and_then(|p| dead_letter_queue(p));
     capabilities.ordered_groups = attributes
         .get("FifoQueue")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -157,6 +168,8 @@ mod tests {
         assert_eq!(max_receive_count(&aws), Some(5));
         assert_eq!(max_receive_count("{}"), None);
         assert_eq!(max_receive_count("not json"), None);
+        assert_eq!(dead_letter_queue(&moto).as_deref(), Some("dlq"));
+        assert_eq!(dead_letter_queue("{}"), None);
     }
 
     #[test]

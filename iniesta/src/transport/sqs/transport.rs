@@ -243,6 +243,19 @@ impl Transport for SqsTransport {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities.clone()
     }
+
+    fn request_counts(&self) -> Vec<(&'static str, u64)> {
+        let counts = self.inner.counters.snapshot();
+        vec![
+            ("ReceiveMessage", counts.receive),
+            ("DeleteMessageBatch", counts.delete_batch),
+            (
+                "ChangeMessageVisibilityBatch",
+                counts.change_visibility_batch,
+            ),
+            ("other", counts.other),
+        ]
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub(crate) struct Metrics {
     delete_failed: AtomicU64,
     receive_errors: AtomicU64,
     lock_lost: AtomicU64,
+    dead_lettered: AtomicU64,
+    dead_letter_failed: AtomicU64,
     /// Milliseconds after `started` of the last successful receive, plus one (0: never).
     last_receive: AtomicU64,
 }
@@ -68,6 +70,10 @@ pub struct MetricsSnapshot {
     pub receive_errors: u64,
     /// Locks lost while a handler ran.
     pub lock_lost: u64,
+    /// Messages the dead-letter sink took (then deleted from the queue).
+    pub dead_lettered: u64,
+    /// Sends to the dead-letter sink that failed (the message stayed in the queue).
+    pub dead_letter_failed: u64,
     /// Deliveries received and not yet settled (handlers running or waiting in a FIFO group).
     pub in_flight: u64,
     /// Why the consumer does not receive right now, when it does not (`lock unavailable`).
@@ -101,6 +107,8 @@ counters!(
     delete_failed,
     receive_errors,
     lock_lost,
+    dead_lettered,
+    dead_letter_failed,
 );
 
 impl Metrics {
@@ -122,6 +130,8 @@ impl Metrics {
             delete_failed: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
             lock_lost: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            dead_letter_failed: AtomicU64::new(0),
             last_receive: AtomicU64::new(0),
         }
     }
@@ -159,6 +169,8 @@ impl Metrics {
             delete_failed: load(&self.delete_failed),
             receive_errors: load(&self.receive_errors),
             lock_lost: load(&self.lock_lost),
+            dead_lettered: load(&self.dead_lettered),
+            dead_letter_failed: load(&self.dead_letter_failed),
             // The pipeline owns these; it fills them in.
             in_flight: 0,
             paused: None,

@@ -38,10 +38,13 @@
 //! | `INIESTA_LOCK_LOST` | `cancel` | a handler whose lock is lost: `cancel` or `run-on` |
 //! | `INIESTA_REDIS_TIMEOUT` | 500ms | timeout of every Redis call |
 //! | `INIESTA_LOG_FORMAT` | `text` | `json` for one JSON object per line (entry points only) |
+//! | `INIESTA_DEAD_LETTER_QUEUE_NAME` | off | send messages that cannot succeed to this SQS queue ([`dead_letter`](crate::dead_letter)) |
+//! | `INIESTA_DEAD_LETTER_AFTER_RECEIVES` | off | with a sink: dead-letter a message once it failed this many receives, 1-1000 |
 //!
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
 //! `1h`) or a bare number of seconds (`1.5`).
 
+mod dead_letter;
 mod env;
 mod lock;
 mod log_format;
@@ -58,6 +61,7 @@ pub use crate::transport::sqs::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 use env::Env;
 pub use log_format::LogFormat;
 
+pub use dead_letter::DeadLetterConfig;
 pub use lock::LockConfig;
 
 /// The message attribute that carries the event key, as in iniesta (Python).
@@ -81,6 +85,8 @@ pub struct Config {
     pub lock: LockConfig,
     /// The default log output's format (`INIESTA_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// The dead-letter sink.
+    pub dead_letter: DeadLetterConfig,
 }
 
 impl Config {
@@ -104,11 +110,13 @@ impl Config {
         let sqs = read_sqs(&env)?;
         let lock = LockConfig::read(&env)?;
         let log_format = LogFormat::read(&env)?;
+        let dead_letter = DeadLetterConfig::read(&env)?;
         Ok(Config {
             consumer,
             sqs,
             lock,
             log_format,
+            dead_letter,
         })
     }
 }

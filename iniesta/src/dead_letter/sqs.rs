@@ -116,8 +116,10 @@ impl SqsDeadLetterSink {
     ///
     /// # Errors
     ///
-    /// The first failed request (the letters moved until then stay moved; a letter sent but
-    /// not deleted will be redriven again by a later run).
+    /// The first failed request. The letters moved until then stay moved; the rest of the
+    /// batch is made visible again; a letter sent but not deleted is redriven again by a later
+    /// run (a duplicate in the source queue, which the processed marker absorbs when the
+    /// idempotency key is a producer attribute).
     pub async fn redrive(&self, to: Option<&str>, max: usize) -> Result<usize> {
         let inner = &self.inner;
         let fixed = match to {
@@ -144,17 +146,42 @@ impl SqsDeadLetterSink {
             if letters.is_empty() {
                 break;
             }
-            for letter in letters {
-                let source = match &fixed {
-                    Some(url) => Some(url.clone()),
-                    None => self.source_of(&letter, &mut sources).await?,
+            for (i, letter) in letters.iter().enumerate() {
+                let sent = match &fixed {
+                    Some(url) => self.redrive_one(letter, Some(url)).await,
+                    None => match self.source_of(letter, &mut sources).await {
+                        Ok(source) => self.redrive_one(letter, source.as_deref()).await,
+                        Err(error) => Err(error),
+                    },
                 };
-                if self.redrive_one(letter, source.as_deref()).await? {
-                    moved += 1;
+                match sent {
+                    Ok(true) => moved += 1,
+                    Ok(false) => {}
+                    Err(error) => {
+                        // The letters not moved are visible again at once for the next run.
+                        self.show_again(&letters[i..]).await;
+                        return Err(error);
+                    }
                 }
             }
         }
         Ok(moved)
+    }
+
+    /// Makes received letters visible again (best effort: they reappear after the redrive's
+    /// visibility timeout anyway).
+    async fn show_again(&self, letters: &[aws_sdk_sqs::types::Message]) {
+        let inner = &self.inner;
+        for receipt in letters.iter().filter_map(|l| l.receipt_handle()) {
+            let _ = inner
+                .client
+                .change_message_visibility()
+                .queue_url(&inner.queue_url)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await;
+        }
     }
 
     /// The source queue's URL a letter names, looked up once per name.
@@ -190,7 +217,7 @@ impl SqsDeadLetterSink {
     /// Sends one letter back to `source` and deletes it; `false` when it was skipped.
     async fn redrive_one(
         &self,
-        letter: aws_sdk_sqs::types::Message,
+        letter: &aws_sdk_sqs::types::Message,
         source: Option<&str>,
     ) -> Result<bool> {
         let inner = &self.inner;

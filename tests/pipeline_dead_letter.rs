@@ -22,7 +22,10 @@ use support::app::builder;
 use support::wait::secs;
 
 /// Counts its calls and fails each with `error`, permanent or not.
-fn failing(calls: &Arc<AtomicU32>, permanent: bool) -> impl Fn(Message) -> BoxFuture<'static, Result<(), BoxError>> + Clone + Send + Sync + 'static {
+fn failing(
+    calls: &Arc<AtomicU32>,
+    permanent: bool,
+) -> impl Fn(Message) -> BoxFuture<'static, Result<(), BoxError>> + Clone + Send + Sync + 'static {
     let calls = Arc::clone(calls);
     move |_: Message| {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -43,7 +46,9 @@ async fn only_letter(dlq: &MemoryQueue) -> RawMessage {
 }
 
 fn text<'a>(letter: &'a RawMessage, name: &str) -> &'a str {
-    letter.headers[name].as_str().unwrap_or_else(|| panic!("{name} is text"))
+    letter.headers[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} is text"))
 }
 
 #[tokio::test(start_paused = true)]
@@ -107,12 +112,20 @@ async fn permanent_works_as_an_extension_and_under_anyhow_context() {
             }),
     )
     .unwrap();
-    let parse = client.deliver(OutgoingMessage::new("Parse").body("seven")).await;
+    let parse = client
+        .deliver(OutgoingMessage::new("Parse").body("seven"))
+        .await;
     assert_eq!(parse.outcome, Outcome::DeadLettered);
-    assert_eq!(parse.error.as_deref(), Some("invalid digit found in string"));
+    assert_eq!(
+        parse.error.as_deref(),
+        Some("invalid digit found in string")
+    );
     let wrapped = client.deliver(OutgoingMessage::new("Wrapped")).await;
     assert_eq!(wrapped.outcome, Outcome::DeadLettered);
-    assert_eq!(wrapped.error.as_deref(), Some("could not read the order: bad"));
+    assert_eq!(
+        wrapped.error.as_deref(),
+        Some("could not read the order: bad")
+    );
     assert_eq!(dlq.len(), 2);
 }
 
@@ -137,7 +150,10 @@ async fn without_a_sink_a_permanent_failure_is_given_back_at_once_for_the_redriv
         assert_eq!(report.outcome, Outcome::Failed, "attempt {attempt}");
         assert!(!report.acked);
     }
-    assert!(client.process_next().await.is_none(), "moved by the redrive policy");
+    assert!(
+        client.process_next().await.is_none(),
+        "moved by the redrive policy"
+    );
     assert_eq!(redrive.len(), 1);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
@@ -151,7 +167,10 @@ async fn without_a_sink_or_a_redrive_policy_a_permanent_failure_waits_like_any_f
     assert_eq!(client.queue().visible_len(), 0, "not given back in a loop");
     assert_eq!(client.queue().in_flight_len(), 1);
     client.advance(secs(31)).await;
-    assert_eq!(client.process_next().await.unwrap().outcome, Outcome::Failed);
+    assert_eq!(
+        client.process_next().await.unwrap().outcome,
+        Outcome::Failed
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -186,7 +205,9 @@ async fn after_receives_sends_a_message_on_its_nth_failed_receive() {
             .dead_letter(dlq.clone())
             .dead_letter_after_receives(3)
             .handler("A", move |ctx: Context| {
-                seen.lock().unwrap().push((ctx.attempt(), ctx.is_final_attempt()));
+                seen.lock()
+                    .unwrap()
+                    .push((ctx.attempt(), ctx.is_final_attempt()));
                 async { Err::<(), BoxError>("the warehouse did not answer".into()) }
             }),
         // The queue's own policy would wait for 5.
@@ -197,7 +218,10 @@ async fn after_receives_sends_a_message_on_its_nth_failed_receive() {
     .unwrap();
     client.send(OutgoingMessage::new("A"));
     for _ in 0..2 {
-        assert_eq!(client.process_next().await.unwrap().outcome, Outcome::Failed);
+        assert_eq!(
+            client.process_next().await.unwrap().outcome,
+            Outcome::Failed
+        );
         assert!(dlq.is_empty());
         client.advance(secs(31)).await;
     }
@@ -211,7 +235,10 @@ async fn after_receives_sends_a_message_on_its_nth_failed_receive() {
     );
     let letter = only_letter(&dlq).await;
     assert_eq!(text(&letter, REASON_ATTRIBUTE), "max_receives");
-    assert_eq!(text(&letter, ERROR_ATTRIBUTE), "the warehouse did not answer");
+    assert_eq!(
+        text(&letter, ERROR_ATTRIBUTE),
+        "the warehouse did not answer"
+    );
     assert_eq!(
         letter.headers[RECEIVE_COUNT_ATTRIBUTE],
         AttributeValue::Number("3".into())
@@ -293,7 +320,9 @@ async fn attributes_beyond_ten_are_packed_and_restored() {
     let client = TestClient::new(
         builder()
             .dead_letter(dlq.clone())
-            .handler("A", |_: Message| async { Err::<(), _>(iniesta::permanent("no")) }),
+            .handler("A", |_: Message| async {
+                Err::<(), _>(iniesta::permanent("no"))
+            }),
     )
     .unwrap();
     let mut message = OutgoingMessage::new("A");
@@ -316,7 +345,9 @@ async fn a_dead_lettered_message_does_not_hold_back_its_fifo_group() {
     let client = TestClient::with_queue(
         builder()
             .dead_letter(dlq.clone())
-            .handler("Bad", |_: Message| async { Err::<(), _>(iniesta::permanent("no")) })
+            .handler("Bad", |_: Message| async {
+                Err::<(), _>(iniesta::permanent("no"))
+            })
             .handler("Good", |_: Message| async {}),
         MemoryQueue::builder().name("orders.fifo").fifo(),
     )
@@ -341,8 +372,7 @@ fn settings_that_cannot_work_are_refused() {
         .transport(MemoryQueue::default())
         .dead_letter_after_receives(3)
         .build()
-        .err()
-        .expect("a limit without a sink")
+        .expect_err("a limit without a sink")
         .to_string();
     assert!(err.contains("INIESTA_DEAD_LETTER_QUEUE_NAME"), "{err}");
     let queue = MemoryQueue::builder().name("orders").build();
@@ -350,8 +380,7 @@ fn settings_that_cannot_work_are_refused() {
         .transport(queue.clone())
         .dead_letter(queue)
         .build()
-        .err()
-        .expect("the sink is the consumed queue")
+        .expect_err("the sink is the consumed queue")
         .to_string();
     assert!(err.contains("`orders`"), "{err}");
     let err = builder()
@@ -359,8 +388,7 @@ fn settings_that_cannot_work_are_refused() {
         .dead_letter(MemoryQueue::builder().name("dlq").build())
         .dead_letter_after_receives(0)
         .build()
-        .err()
-        .expect("zero receives")
+        .expect_err("zero receives")
         .to_string();
     assert!(err.contains("at least 1"), "{err}");
 }

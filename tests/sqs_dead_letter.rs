@@ -83,7 +83,9 @@ fn assert_original_attributes(letter: &SqsMessage) {
     assert_eq!(text(letter, "tenant"), "acme");
     assert_eq!(attribute(letter, "amount").data_type(), "Number");
     assert_eq!(text(letter, "amount"), "12.5");
-    let blob = attribute(letter, "blob").binary_value().expect("binary kept");
+    let blob = attribute(letter, "blob")
+        .binary_value()
+        .expect("binary kept");
     assert_eq!(blob.as_ref(), &[0, 1, 255]);
 }
 
@@ -117,7 +119,10 @@ async fn each_reason_lands_in_the_dlq_with_the_contract_attributes() {
     running.shutdown().await.unwrap();
     assert_eq!(permanent_calls.load(Ordering::SeqCst), 1, "no retry");
     assert_eq!(metrics.dead_lettered, 3);
-    assert_eq!(metrics.failed, 3, "the permanent failure once, the flaky one twice");
+    assert_eq!(
+        metrics.failed, 3,
+        "the permanent failure once, the flaky one twice"
+    );
 
     let by_reason: HashMap<String, SqsMessage> = letters(&dlq, 3)
         .await
@@ -125,8 +130,20 @@ async fn each_reason_lands_in_the_dlq_with_the_contract_attributes() {
         .map(|l| (text(&l, "iniesta_dlq_reason").to_owned(), l))
         .collect();
     let expected = [
-        ("permanent", "p-body", "Order.permanent", "1", Some("order 7 has no items")),
-        ("max_receives", "f-body", "Order.flaky", "2", Some("the warehouse did not answer")),
+        (
+            "permanent",
+            "p-body",
+            "Order.permanent",
+            "1",
+            Some("order 7 has no items"),
+        ),
+        (
+            "max_receives",
+            "f-body",
+            "Order.flaky",
+            "2",
+            Some("the warehouse did not answer"),
+        ),
         ("no_handler", "u-body", "Order.unknown", "1", None),
     ];
     for (reason, body, event, receives, error) in expected {
@@ -135,8 +152,15 @@ async fn each_reason_lands_in_the_dlq_with_the_contract_attributes() {
         assert_eq!(text(letter, sqs::EVENT_ATTRIBUTE), event);
         assert_original_attributes(letter);
         assert_eq!(text(letter, "iniesta_dlq_source_queue"), queue.name);
-        assert_eq!(attribute(letter, "iniesta_dlq_receive_count").data_type(), "Number");
-        assert_eq!(text(letter, "iniesta_dlq_receive_count"), receives, "{reason}");
+        assert_eq!(
+            attribute(letter, "iniesta_dlq_receive_count").data_type(),
+            "Number"
+        );
+        assert_eq!(
+            text(letter, "iniesta_dlq_receive_count"),
+            receives,
+            "{reason}"
+        );
         match error {
             Some(error) => {
                 assert_eq!(text(letter, "iniesta_dlq_error"), error);
@@ -144,7 +168,12 @@ async fn each_reason_lands_in_the_dlq_with_the_contract_attributes() {
             }
             None => {
                 assert!(text(letter, "iniesta_dlq_error").contains("`Order.unknown`"));
-                assert!(!letter.message_attributes().unwrap().contains_key("iniesta_dlq_handler"));
+                assert!(
+                    !letter
+                        .message_attributes()
+                        .unwrap()
+                        .contains_key("iniesta_dlq_handler")
+                );
             }
         }
         assert!(
@@ -276,7 +305,9 @@ async fn redrive_moves_letters_back_with_their_attributes_and_they_are_handled()
     }
 
     fixed.store(true, Ordering::SeqCst);
-    let sink = SqsDeadLetterSink::connect(sqs::client(), &dlq.name).await.unwrap();
+    let sink = SqsDeadLetterSink::connect(sqs::client(), &dlq.name)
+        .await
+        .unwrap();
     let moved = sink.redrive(None, usize::MAX).await.unwrap();
     assert_eq!(moved, 2);
     wait_handled(&running, 2).await;
@@ -285,22 +316,26 @@ async fn redrive_moves_letters_back_with_their_attributes_and_they_are_handled()
     assert_eq!(dlq.count().await, 0, "deleted from the DLQ");
 
     let seen = seen.lock().unwrap();
-    let by_body: HashMap<&str, &Message> = seen
-        .iter()
-        .map(|m| (m.body_str().unwrap(), m))
-        .collect();
+    let by_body: HashMap<&str, &Message> =
+        seen.iter().map(|m| (m.body_str().unwrap(), m)).collect();
     let three = by_body["three attributes"];
     assert_eq!(three.event(), Some("Order.created"));
     assert_eq!(three.headers().len(), 4);
     assert_eq!(three.header("tenant").unwrap().as_str(), Some("acme"));
     assert_eq!(three.header("amount").unwrap().as_str(), Some("12.5"));
-    assert_eq!(three.header("blob").unwrap().as_binary(), Some(&[0u8, 1, 255][..]));
+    assert_eq!(
+        three.header("blob").unwrap().as_binary(),
+        Some(&[0u8, 1, 255][..])
+    );
     let nine = by_body["nine attributes"];
     assert_eq!(nine.headers().len(), 9, "{:?}", nine.headers().keys());
     assert_eq!(nine.header("a7").unwrap().as_str(), Some("a7"));
     for message in [three, nine] {
         assert!(
-            message.headers().keys().all(|k| !k.starts_with("iniesta_dlq_")),
+            message
+                .headers()
+                .keys()
+                .all(|k| !k.starts_with("iniesta_dlq_")),
             "{:?}",
             message.headers().keys()
         );
@@ -323,7 +358,9 @@ async fn redrive_to_a_missing_queue_fails_and_keeps_the_letter() {
     wait_count(&dlq, 1).await;
     running.shutdown().await.unwrap();
     queue.delete().await;
-    let sink = SqsDeadLetterSink::connect(sqs::client(), &dlq.name).await.unwrap();
+    let sink = SqsDeadLetterSink::connect(sqs::client(), &dlq.name)
+        .await
+        .unwrap();
     let err = sink.redrive(None, 10).await.unwrap_err().to_string();
     assert!(err.contains(&queue.name), "{err}");
     // Moving it to a queue named explicitly works.
@@ -379,5 +416,8 @@ async fn a_missing_dlq_fails_startup_naming_it() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("dlq-never-created") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("dlq-never-created") && err.contains("does not exist"),
+        "{err}"
+    );
 }

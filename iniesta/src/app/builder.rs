@@ -460,9 +460,15 @@ impl fmt::Debug for AppBuilder {
             .field("policy", &self.policy)
             .field(
                 "dead_letter",
-                &self.dead_letter.as_ref().map(|s| s.destination().to_owned()),
+                &self
+                    .dead_letter
+                    .as_ref()
+                    .map(|s| s.destination().to_owned()),
             )
-            .field("dead_letter_after_receives", &self.dead_letter_after_receives)
+            .field(
+                "dead_letter_after_receives",
+                &self.dead_letter_after_receives,
+            )
             .finish_non_exhaustive()
     }
 }

@@ -137,7 +137,11 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// A dead letter of `message` from `source_queue`, with no error text yet.
-    pub fn new(message: &Message, reason: DeadLetterReason, source_queue: impl Into<String>) -> Self {
+    pub fn new(
+        message: &Message,
+        reason: DeadLetterReason,
+        source_queue: impl Into<String>,
+    ) -> Self {
         DeadLetter {
             message_id: message.id().to_owned(),
             body: message.body_bytes(),
@@ -176,7 +180,10 @@ impl DeadLetter {
             AttributeValue::String(if value.is_empty() { "-" } else { value }.to_owned())
         };
         attributes.insert(REASON_ATTRIBUTE.to_owned(), string(self.reason.as_str()));
-        attributes.insert(SOURCE_QUEUE_ATTRIBUTE.to_owned(), string(&self.source_queue));
+        attributes.insert(
+            SOURCE_QUEUE_ATTRIBUTE.to_owned(),
+            string(&self.source_queue),
+        );
         attributes.insert(ERROR_ATTRIBUTE.to_owned(), string(&self.error));
         attributes.insert(
             RECEIVE_COUNT_ATTRIBUTE.to_owned(),
@@ -381,12 +388,22 @@ mod tests {
         outgoing = outgoing
             .attribute("n", AttributeValue::Number("42.5".into()))
             .attribute("b", AttributeValue::Binary(Bytes::from_static(&[0, 255])))
-            .attribute("l", AttributeValue::Array(vec![serde_json::json!("a"), 1.into()]));
+            .attribute(
+                "l",
+                AttributeValue::Array(vec![serde_json::json!("a"), 1.into()]),
+            );
         let message = outgoing.into_message();
         let sent = DeadLetter::new(&message, DeadLetterReason::NoHandler, "q").to_outgoing();
-        assert_eq!(sent.attributes().len(), 5, "four of the contract and the pack");
+        assert_eq!(
+            sent.attributes().len(),
+            5,
+            "four of the contract and the pack"
+        );
         assert!(sent.attributes().contains_key(PACKED_ATTRIBUTES_ATTRIBUTE));
-        assert_eq!(&original_attributes(sent.attributes()).unwrap(), message.headers());
+        assert_eq!(
+            &original_attributes(sent.attributes()).unwrap(),
+            message.headers()
+        );
     }
 
     #[test]
@@ -408,7 +425,10 @@ mod tests {
         assert!(letter.error.starts_with("a\u{FFFD}b"));
         assert!(letter.error.ends_with('…'));
         let empty = DeadLetter::new(&message(1), DeadLetterReason::Permanent, "q");
-        assert_eq!(empty.contract_attributes()[ERROR_ATTRIBUTE].as_str(), Some("-"));
+        assert_eq!(
+            empty.contract_attributes()[ERROR_ATTRIBUTE].as_str(),
+            Some("-")
+        );
     }
 
     #[test]

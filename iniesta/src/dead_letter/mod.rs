@@ -64,9 +64,9 @@ pub use permanent::{Permanent, PermanentExt, permanent};
 #[cfg(feature = "sqs")]
 pub use sqs::SqsDeadLetterSink;
 
+use crate::TransportError;
 use crate::handler::BoxFuture;
 use crate::transport::MemoryQueue;
-use crate::TransportError;
 
 /// Where messages that cannot succeed go.
 ///

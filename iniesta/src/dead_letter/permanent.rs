@@ -185,6 +185,11 @@ mod tests {
         assert_eq!(marked.to_string(), "i/o error: disk full");
         assert_eq!(marked.source().unwrap().to_string(), "disk full");
         let parsed: Result<u8, _> = "x".parse::<u8>().permanent();
-        assert!(parsed.unwrap_err().get_ref().is::<std::num::ParseIntError>());
+        assert!(
+            parsed
+                .unwrap_err()
+                .get_ref()
+                .is::<std::num::ParseIntError>()
+        );
     }
 }

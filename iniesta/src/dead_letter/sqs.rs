@@ -279,13 +279,12 @@ impl SqsDeadLetterSink {
         let inner = &self.inner;
         let outgoing = letter.to_outgoing();
         // SQS carries text only; a body from SQS always is.
-        let body = std::str::from_utf8(outgoing.body_bytes()).map_err(|_| {
-            TransportError::Service {
+        let body =
+            std::str::from_utf8(outgoing.body_bytes()).map_err(|_| TransportError::Service {
                 operation: "SendMessage",
                 retryable: false,
                 source: "the body is not UTF-8 text, which SQS cannot carry".into(),
-            }
-        })?;
+            })?;
         let mut request = inner
             .client
             .send_message()
@@ -393,11 +392,17 @@ mod tests {
         let sdk = sdk_attributes(&attributes);
         assert_eq!(sdk["s"].data_type(), "String");
         assert_eq!(sdk["n"].string_value(), Some("7"));
-        assert_eq!(sdk["b"].binary_value().map(|b| b.as_ref()), Some(&[1u8, 2][..]));
+        assert_eq!(
+            sdk["b"].binary_value().map(|b| b.as_ref()),
+            Some(&[1u8, 2][..])
+        );
         assert_eq!(sdk["l"].data_type(), "String.Array");
         assert_eq!(sdk["l"].string_value(), Some("[1]"));
         for (name, value) in &sdk {
-            assert_eq!(sdk_attribute("m", name, value).as_ref(), attributes.get(name));
+            assert_eq!(
+                sdk_attribute("m", name, value).as_ref(),
+                attributes.get(name)
+            );
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{ERROR_ATTRIBUTE, REASON_ATTRIBUTE, RECEIVE_COUNT_ATTRIBUTE};
 use crate::testing::TestClient;
 use crate::transport::{MemoryQueue, Transport};
-use crate::{AttributeValue, App, DecodeError, Message, OutgoingMessage, Outcome};
+use crate::{App, AttributeValue, DecodeError, Message, Outcome, OutgoingMessage};
 
 fn corrupt(raw: &mut crate::RawMessage) {
     raw.corrupt = Some(DecodeError::Md5Mismatch {
@@ -47,7 +47,10 @@ async fn a_body_corrupt_twice_is_dead_lettered_with_its_body_and_attributes() {
     let letter = dlq.receive(1).await.unwrap().pop().unwrap();
     assert_eq!(&letter.body[..], b"{\"id\":1}");
     assert_eq!(letter.headers["tenant"].as_str(), Some("acme"));
-    assert_eq!(letter.headers["iniesta_pass"].as_str(), Some("Order.created"));
+    assert_eq!(
+        letter.headers["iniesta_pass"].as_str(),
+        Some("Order.created")
+    );
     assert_eq!(letter.headers[REASON_ATTRIBUTE].as_str(), Some("corrupt"));
     assert!(
         letter.headers[ERROR_ATTRIBUTE]

@@ -159,7 +159,12 @@ impl Pipeline {
             } else {
                 Settle::Retry
             };
-            self.dead_letter_or(DeadLetterReason::Permanent, || error.clone(), handler, otherwise)
+            self.dead_letter_or(
+                DeadLetterReason::Permanent,
+                || error.clone(),
+                handler,
+                otherwise,
+            )
         } else if out_of_receives {
             let reason = DeadLetterReason::MaxReceives;
             self.dead_letter_or(reason, || error.clone(), handler, Settle::Retry)

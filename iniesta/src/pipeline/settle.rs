@@ -97,7 +97,9 @@ impl Pipeline {
                 error,
                 handler,
             } => {
-                let stored = self.send_dead_letter(&delivery, reason, error, handler).await;
+                let stored = self
+                    .send_dead_letter(&delivery, reason, error, handler)
+                    .await;
                 // Acked before the release, as a handled message is: a duplicate delivery
                 // must not find it unlocked and still in the queue.
                 let acked = stored && self.ack(&delivery).await;

@@ -71,8 +71,9 @@ impl Context {
         self.inner.attempt
     }
 
-    /// Deliveries after which the broker dead-letters the message (SQS `maxReceiveCount`),
-    /// when it does.
+    /// Deliveries after which the message is dead-lettered, when it is: SQS's
+    /// `maxReceiveCount`, or `INIESTA_DEAD_LETTER_AFTER_RECEIVES` with a dead-letter sink,
+    /// whichever is lower.
     pub fn max_attempts(&self) -> Option<u32> {
         self.inner.max_receive_count
     }

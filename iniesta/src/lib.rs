@@ -86,7 +86,8 @@
 //!
 //! A message is deleted only after its handler succeeded. A failing, panicking or timed-out
 //! handler leaves it in the queue; it comes back after its visibility timeout (or a configured
-//! backoff) and reaches the queue's dead-letter queue through its redrive policy. The lock is
+//! backoff) and reaches the queue's dead-letter queue through its redrive policy, or, with a
+//! [`dead_letter`] sink configured, is deleted only once the sink stored it. The lock is
 //! released only after the delete, and a processed marker set before the delete makes a
 //! redelivery of a handled message a no-op. Redlock is a lock for efficiency: see
 //! [`lock`] for what it does not promise and the fencing token that closes the gap.
@@ -117,6 +118,7 @@ mod state;
 mod readme_doctests {}
 
 pub mod config;
+pub mod dead_letter;
 pub mod lock;
 pub mod testing;
 pub mod transport;
@@ -127,6 +129,7 @@ pub mod __private;
 
 pub use app::{App, AppBuilder, RunningApp, run};
 pub use context::Context;
+pub use dead_letter::{Permanent, PermanentExt, permanent};
 pub use error::{
     BoxError, ConfigError, Error, Location, LockError, RegistryError, Result, TransportError,
 };

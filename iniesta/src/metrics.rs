@@ -75,6 +75,10 @@ pub struct MetricsSnapshot {
     pub lock_extended: u64,
     /// Times the lock lost its quorum and the consumer paused receiving.
     pub lock_outages: u64,
+    /// Messages the dead-letter sink took (then deleted from the queue).
+    pub dead_lettered: u64,
+    /// Sends to the dead-letter sink that failed (the message stayed in the queue).
+    pub dead_letter_failed: u64,
     /// Deliveries received and not yet settled (handlers running or waiting in a FIFO group).
     pub in_flight: u64,
     /// Why the consumer does not receive right now, when it does not (`lock unavailable`).
@@ -140,6 +144,8 @@ counters!(
     lease_extended => "iniesta_lease_extensions_total": "Visibility timeouts extended while a handler ran.",
     lock_extended => "iniesta_lock_extensions_total": "Idempotency locks extended while a handler ran.",
     lock_outages => "iniesta_lock_outages_total": "Times the lock lost its quorum and receiving paused.",
+    dead_lettered => "iniesta_dead_lettered_total": "Messages the dead-letter sink took, then deleted from the queue.",
+    dead_letter_failed => "iniesta_dead_letter_failures_total": "Sends to the dead-letter sink that failed (the message stayed in the queue).",
 );
 
 impl Metrics {

@@ -148,6 +148,21 @@ impl TestClient {
             .pop()
     }
 
+    /// Receives one visible message, lets `tamper` change the delivery (mark it corrupt), and
+    /// processes it.
+    #[cfg(test)]
+    pub(crate) async fn process_next_tampered(
+        &self,
+        tamper: impl FnOnce(&mut crate::RawMessage),
+    ) -> Option<Report> {
+        let mut received = self.queue.receive(1).await.unwrap_or_default();
+        tamper(received.first_mut()?);
+        self.pipeline
+            .process_batch(received, Instant::now(), None)
+            .await
+            .pop()
+    }
+
     /// Processes visible messages, a batch of ten at a time, until none is visible.
     pub async fn process_all(&self) -> Vec<Report> {
         let mut reports = Vec::new();

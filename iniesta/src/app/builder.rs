@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::App;
 use crate::config::{Config, ConsumerConfig, OpsConfig};
+use crate::dead_letter::{DeadLetterSink, DeadLetters};
 use crate::error::{ConfigError, Location, RegistryError};
 use crate::handler::{BoxedHandler, Handler};
 use crate::lock::{DEFAULT_LOCK_TTL, IdempotencyLock, LockPolicy, MemoryLock, OnLockLost};
@@ -53,6 +54,8 @@ pub struct AppBuilder {
     consumer: ConsumerConfig,
     policy: LockPolicy,
     ops: OpsConfig,
+    dead_letter: Option<Arc<dyn DeadLetterSink>>,
+    dead_letter_after_receives: Option<u32>,
 }
 
 enum LockChoice {
@@ -73,6 +76,8 @@ impl Default for AppBuilder {
             consumer: ConsumerConfig::default(),
             policy: LockPolicy::default(),
             ops: OpsConfig::default(),
+            dead_letter: None,
+            dead_letter_after_receives: None,
         }
     }
 }
@@ -85,6 +90,7 @@ impl AppBuilder {
             consumer: config.consumer.clone(),
             policy: config.lock.policy.clone(),
             ops: config.ops.clone(),
+            dead_letter_after_receives: config.dead_letter.after_receives,
             ..AppBuilder::default()
         }
     }
@@ -264,6 +270,24 @@ impl AppBuilder {
         self
     }
 
+    /// Sends messages that cannot succeed to `sink` and then deletes them from the queue (see
+    /// [`dead_letter`](crate::dead_letter)); default: none, they stay for the queue's redrive
+    /// policy. `INIESTA_DEAD_LETTER_QUEUE_NAME` sets an
+    /// [`SqsDeadLetterSink`](crate::dead_letter::SqsDeadLetterSink) up in
+    /// [`App::from_env`](crate::App::from_env).
+    pub fn dead_letter(mut self, sink: impl DeadLetterSink) -> Self {
+        self.dead_letter = Some(Arc::new(sink));
+        self
+    }
+
+    /// With a [`dead_letter`](Self::dead_letter) sink: a message goes there once it failed
+    /// `receives` receives, or arrives with more (after crashes); default: only permanent,
+    /// unroutable and corrupt messages go (`INIESTA_DEAD_LETTER_AFTER_RECEIVES`).
+    pub fn dead_letter_after_receives(mut self, receives: u32) -> Self {
+        self.dead_letter_after_receives = Some(receives);
+        self
+    }
+
     /// Checks the handlers, state and settings and creates the app.
     ///
     /// With [`metrics_addr`](Self::metrics_addr) set, binds the listener now.
@@ -339,6 +363,11 @@ impl AppBuilder {
         })?;
         let capabilities = transport.capabilities();
         check_capabilities(&self.consumer, &capabilities)?;
+        let dead_letters = dead_letters(
+            self.dead_letter,
+            self.dead_letter_after_receives,
+            &capabilities,
+        )?;
         let lock: Option<Arc<dyn IdempotencyLock>> = match self.lock {
             LockChoice::InProcess => {
                 // Follows the lease: a crashed holder's lock expires when its message returns.
@@ -364,6 +393,7 @@ impl AppBuilder {
             config: self.consumer,
             capabilities,
             metrics,
+            dead_letters,
             in_flight: Arc::default(),
             pause: Arc::default(),
             stopping: CancellationToken::new(),
@@ -385,6 +415,56 @@ fn check_capabilities(
         )));
     }
     Ok(())
+}
+
+/// The dead-letter policy, checked: a receive limit needs a sink, and the sink must not be
+/// the consumed queue.
+fn dead_letters(
+    sink: Option<Arc<dyn DeadLetterSink>>,
+    after_receives: Option<u32>,
+    capabilities: &Capabilities,
+) -> Result<Option<DeadLetters>, ConfigError> {
+    if after_receives == Some(0) {
+        return Err(ConfigError::invalid(
+            "dead_letter_after_receives",
+            "at least 1",
+            "0",
+        ));
+    }
+    let Some(sink) = sink else {
+        return match after_receives {
+            Some(_) => Err(ConfigError::Conflict(
+                "INIESTA_DEAD_LETTER_AFTER_RECEIVES (AppBuilder::dead_letter_after_receives) \
+                 needs a dead-letter sink: set INIESTA_DEAD_LETTER_QUEUE_NAME \
+                 (AppBuilder::dead_letter)"
+                    .into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    if sink.destination() == capabilities.name {
+        return Err(ConfigError::Conflict(format!(
+            "the dead-letter sink sends to `{}`, the queue being consumed: name another queue \
+             in INIESTA_DEAD_LETTER_QUEUE_NAME (AppBuilder::dead_letter)",
+            capabilities.name
+        )));
+    }
+    if let (Some(ours), Some(queue)) = (after_receives, capabilities.max_deliveries)
+        && ours >= queue
+    {
+        tracing::warn!(
+            dead_letter_after_receives = ours,
+            max_receive_count = queue,
+            queue = %capabilities.name,
+            "the queue's redrive policy moves a message after {queue} receives, before the \
+             dead-letter sink's limit of {ours} is reached: lower \
+             INIESTA_DEAD_LETTER_AFTER_RECEIVES below maxReceiveCount"
+        );
+    }
+    Ok(Some(DeadLetters {
+        sink,
+        after_receives,
+    }))
 }
 
 /// Warns when a crashed consumer's lock would outlive its message's lease: the redelivery
@@ -444,6 +524,17 @@ impl fmt::Debug for AppBuilder {
             .field("consumer", &self.consumer)
             .field("policy", &self.policy)
             .field("ops", &self.ops)
+            .field(
+                "dead_letter",
+                &self
+                    .dead_letter
+                    .as_ref()
+                    .map(|s| s.destination().to_owned()),
+            )
+            .field(
+                "dead_letter_after_receives",
+                &self.dead_letter_after_receives,
+            )
             .finish_non_exhaustive()
     }
 }

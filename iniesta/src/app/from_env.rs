@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::{App, AppBuilder, logging};
 use crate::config::Config;
+use crate::dead_letter::DeadLetterSink;
 use crate::lock::IdempotencyLock;
 use crate::transport::Transport;
 use crate::{ConfigError, Result};
@@ -108,25 +109,51 @@ impl App {
             }
             .into());
         }
-        let transport = connect_sqs(&config).await?;
+        let Sqs {
+            transport,
+            dead_letter,
+        } = connect_sqs(&config).await?;
         // The lock ttl follows the queue's visibility timeout unless set: a crashed
         // consumer's lock then expires by the time its message comes back.
         let lease = transport.capabilities().lease;
         let lock = connect_lock(&config, lease).await?;
-        Ok(AppBuilder::from_settings(&config)
+        let builder = AppBuilder::from_settings(&config)
             .set_transport_arc(transport)
-            .set_lock_arc(lock))
+            .set_lock_arc(lock);
+        Ok(match dead_letter {
+            Some(sink) => builder.dead_letter(sink),
+            None => builder,
+        })
     }
 }
 
+/// What the SQS settings connect.
+struct Sqs {
+    transport: Arc<dyn Transport>,
+    /// The sink `INIESTA_DEAD_LETTER_QUEUE_NAME` asks for.
+    dead_letter: Option<Arc<dyn DeadLetterSink>>,
+}
+
 #[cfg(feature = "sqs")]
-async fn connect_sqs(config: &Config) -> Result<Arc<dyn Transport>> {
+async fn connect_sqs(config: &Config) -> Result<Sqs> {
     let transport = crate::transport::sqs::SqsTransport::connect(&config.sqs).await?;
-    Ok(Arc::new(transport))
+    // The consumer's client: same endpoint, region and credentials, its requests counted.
+    let dead_letter: Option<Arc<dyn DeadLetterSink>> = match &config.dead_letter.queue_name {
+        Some(name) => {
+            let client = transport.client().clone();
+            let sink = crate::dead_letter::SqsDeadLetterSink::connect(client, name).await?;
+            Some(Arc::new(sink))
+        }
+        None => None,
+    };
+    Ok(Sqs {
+        transport: Arc::new(transport),
+        dead_letter,
+    })
 }
 
 #[cfg(not(feature = "sqs"))]
-async fn connect_sqs(_: &Config) -> Result<Arc<dyn Transport>> {
+async fn connect_sqs(_: &Config) -> Result<Sqs> {
     Err(ConfigError::Conflict(
         "SQS settings are present but iniesta was built without its `sqs` feature".into(),
     )

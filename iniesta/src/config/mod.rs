@@ -40,10 +40,13 @@
 //! | `INIESTA_LOG_FORMAT` | `text` | `json` for one JSON object per line (entry points only) |
 //! | `INIESTA_METRICS_ADDR` | none | `HOST:PORT` of the `/metrics` and `/health/*` listener |
 //! | `INIESTA_LIVENESS_STALL_AFTER` | 3 long polls + 30s | a receive outstanding this long fails liveness |
+//! | `INIESTA_DEAD_LETTER_QUEUE_NAME` | off | send messages that cannot succeed to this SQS queue ([`dead_letter`](crate::dead_letter)) |
+//! | `INIESTA_DEAD_LETTER_AFTER_RECEIVES` | off | with a sink: dead-letter a message once it failed this many receives, 1-1000 |
 //!
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
 //! `1h`) or a bare number of seconds (`1.5`).
 
+mod dead_letter;
 mod env;
 mod lock;
 mod log_format;
@@ -61,6 +64,7 @@ pub use crate::transport::sqs::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 use env::Env;
 pub use log_format::LogFormat;
 
+pub use dead_letter::DeadLetterConfig;
 pub use lock::LockConfig;
 pub use ops::OpsConfig;
 
@@ -87,6 +91,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The metrics and health listener (`INIESTA_METRICS_ADDR`).
     pub ops: OpsConfig,
+    /// The dead-letter sink.
+    pub dead_letter: DeadLetterConfig,
 }
 
 impl Config {
@@ -111,12 +117,14 @@ impl Config {
         let lock = LockConfig::read(&env)?;
         let log_format = LogFormat::read(&env)?;
         let ops = OpsConfig::read(&env)?;
+        let dead_letter = DeadLetterConfig::read(&env)?;
         Ok(Config {
             consumer,
             sqs,
             lock,
             log_format,
             ops,
+            dead_letter,
         })
     }
 }

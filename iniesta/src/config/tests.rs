@@ -192,3 +192,27 @@ fn metrics_listener_settings() {
     let bad = config(&[("INIESTA_METRICS_ADDR", "9464")]).unwrap_err();
     assert!(bad.to_string().contains("INIESTA_METRICS_ADDR"), "{bad}");
 }
+
+#[test]
+fn dead_letters_are_off_by_default_and_read_when_set() {
+    let c = config(&[]).unwrap();
+    assert_eq!(c.dead_letter, DeadLetterConfig::default());
+    assert_eq!(c.dead_letter.queue_name, None);
+    assert_eq!(c.dead_letter.after_receives, None);
+    let c = config(&[
+        ("INIESTA_DEAD_LETTER_QUEUE_NAME", " orders-dlq "),
+        ("INIESTA_DEAD_LETTER_AFTER_RECEIVES", "4"),
+    ])
+    .unwrap();
+    assert_eq!(c.dead_letter.queue_name.as_deref(), Some("orders-dlq"));
+    assert_eq!(c.dead_letter.after_receives, Some(4));
+    for bad in ["0", "1001", "three", "-1"] {
+        let err = config(&[("INIESTA_DEAD_LETTER_AFTER_RECEIVES", bad)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("INIESTA_DEAD_LETTER_AFTER_RECEIVES") && err.contains("1 to 1000"),
+            "{bad}: {err}"
+        );
+    }
+}

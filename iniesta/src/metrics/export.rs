@@ -334,6 +334,7 @@ mod tests {
             Outcome::LockLost,
             Outcome::Corrupt,
             Outcome::Returned,
+            Outcome::DeadLettered,
         ];
         for (i, outcome) in all.into_iter().enumerate() {
             assert_eq!(outcome as usize, i);

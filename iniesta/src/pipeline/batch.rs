@@ -11,6 +11,7 @@ use super::delivery::Delivery;
 use super::settle::Settle;
 use super::slot::Slot;
 use super::{Outcome, Pipeline, Report};
+use crate::dead_letter::DeadLetterReason;
 use crate::lock::Acquisition;
 use crate::{LockError, Message, RawMessage};
 
@@ -78,8 +79,24 @@ impl Pipeline {
                     received_at: at,
                 }),
                 Some(error) => {
-                    tracing::error!(message_id = %raw.id, %error, "corrupt message: not handled, not deleted");
                     self.metrics.corrupt();
+                    // Corruption in transit passes and the queue's copy is intact: only a
+                    // body corrupt on a redelivery too is taken for a lasting fault.
+                    if raw.delivery_count >= 2 && self.dead_letters.is_some() {
+                        let how = Settle::DeadLetter {
+                            reason: DeadLetterReason::Corrupt,
+                            error: error.to_string(),
+                            handler: None,
+                        };
+                        let delivery = Delivery {
+                            message: raw.into_message(&self.config.decode),
+                            lease: None,
+                            slot,
+                            received_at: at,
+                        };
+                        return Err(Box::new(Step::Settle(delivery, how, Outcome::DeadLettered)));
+                    }
+                    tracing::error!(message_id = %raw.id, %error, "corrupt message: not handled, not deleted");
                     self.metrics.finished(Outcome::Corrupt, at);
                     let report = Report::undecoded(&raw.id, Outcome::Corrupt);
                     Err(Box::new(Step::Undecoded(report, raw.group_id, slot)))
@@ -234,7 +251,11 @@ impl Pipeline {
                     continue;
                 }
                 let report = self.run_step(step).await;
-                blocked = !matches!(report.outcome, Outcome::Handled | Outcome::AlreadyProcessed);
+                // A dead-lettered message left the queue, as a handled one did.
+                blocked = !matches!(
+                    report.outcome,
+                    Outcome::Handled | Outcome::AlreadyProcessed | Outcome::DeadLettered
+                );
                 reports.push(report);
             }
             reports

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::delivery::Delivery;
 use super::settle::Settle;
 use super::{CLEANUP_WINDOW, Outcome, Pipeline, Report};
+use crate::dead_letter::{DeadLetterReason, Permanent};
 use crate::lock::{Lease, OnLockLost};
 use crate::router::Route;
 use crate::{BoxError, Context, Message};
@@ -20,6 +21,8 @@ use crate::{BoxError, Context, Message};
 enum Finish {
     Succeeded,
     Failed(String),
+    /// The handler returned a [`Permanent`] error: retrying cannot help.
+    Permanent(String),
     Panicked(String),
     TimedOut(Duration),
     /// The lock was lost and the policy cancels.
@@ -35,22 +38,56 @@ impl Pipeline {
         let message = delivery.message.clone();
         let mut report = Report::of(&message, Outcome::Failed);
         let Some(route) = self.router.route(message.event()) else {
-            tracing::warn!(
-                message_id = message.id(),
-                event = message.event().unwrap_or("<none>"),
-                "no handler and no fallback: left in the queue for its redrive policy"
-            );
             self.metrics.no_handler();
-            report.outcome = Outcome::NoHandler;
-            self.metrics.finished(Outcome::NoHandler, started);
-            self.settle(delivery, Settle::Leave).await;
+            let event = message.event().unwrap_or("<none>");
+            let how = self.dead_letter_or(
+                DeadLetterReason::NoHandler,
+                || format!("no handler for event key `{event}` and no fallback"),
+                None,
+                Settle::Leave,
+            );
+            if how == Settle::Leave {
+                tracing::warn!(
+                    message_id = message.id(),
+                    event,
+                    "no handler and no fallback: left in the queue for its redrive policy"
+                );
+            }
+            report.outcome = outcome_of(&how, Outcome::NoHandler);
+            self.metrics.finished(report.outcome, started);
+            report.acked = self.settle(delivery, how).await;
             return report;
         };
         report.handler = Some(Arc::clone(&route.name));
+        // Crashes and lost leases spend receives without a failure to see: a delivery past
+        // the limit goes to the sink before its handler runs again.
+        if let Some(limit) = self.dead_letter_after()
+            && message.delivery_count() > limit
+        {
+            let error = format!(
+                "received {} times, over the limit of {limit} (INIESTA_DEAD_LETTER_AFTER_RECEIVES): earlier deliveries did not finish",
+                message.delivery_count()
+            );
+            report.outcome = Outcome::DeadLettered;
+            report.error = Some(error.clone());
+            let how = Settle::DeadLetter {
+                reason: DeadLetterReason::MaxReceives,
+                error,
+                handler: Some(Arc::clone(&route.name)),
+            };
+            report.acked = self.settle(delivery, how).await;
+            return report;
+        }
+        // The handler's last attempt comes with whichever limit is lower: the sink's or the
+        // queue's redrive policy.
+        let max_attempts = match (self.dead_letter_after(), self.capabilities.max_deliveries) {
+            (Some(ours), Some(queue)) => Some(ours.min(queue)),
+            (ours, queue) => ours.or(queue),
+        };
         let ctx = Context::new(
             Arc::clone(&route.name),
             message.delivery_count(),
-            self.capabilities.max_deliveries,
+            max_attempts,
             delivery.lease.as_ref().and_then(Lease::fencing_token),
         );
         let finish = self
@@ -85,16 +122,17 @@ impl Pipeline {
                 report.error = Some(error.to_owned());
                 Settle::Return
             }
-            Finish::Failed(error) => self.fail(&message, &ctx, error, &mut report),
+            Finish::Failed(error) => self.fail(&message, &ctx, error, false, &mut report),
+            Finish::Permanent(error) => self.fail(&message, &ctx, error, true, &mut report),
             Finish::Panicked(panic) => {
                 self.metrics.panicked();
                 let error = format!("handler panicked: {panic}");
-                self.fail(&message, &ctx, error, &mut report)
+                self.fail(&message, &ctx, error, false, &mut report)
             }
             Finish::TimedOut(after) => {
                 self.metrics.timed_out();
                 let error = format!("handler timed out after {after:?}");
-                self.fail(&message, &ctx, error, &mut report)
+                self.fail(&message, &ctx, error, false, &mut report)
             }
         };
         self.metrics.finished(report.outcome, started);
@@ -102,12 +140,51 @@ impl Pipeline {
         report
     }
 
-    /// A failed run: counted and logged; the message stays in the queue for a retry.
-    fn fail(&self, message: &Message, ctx: &Context, error: String, report: &mut Report) -> Settle {
+    /// A failed run: counted and logged; the message stays in the queue for a retry, unless
+    /// it is permanent or out of receives and a dead-letter sink takes it.
+    fn fail(
+        &self,
+        message: &Message,
+        ctx: &Context,
+        error: String,
+        permanent: bool,
+        report: &mut Report,
+    ) -> Settle {
         self.metrics.failed();
-        self.log_failure(message, ctx, &error);
+        let handler = report.handler.as_ref();
+        let out_of_receives = self
+            .dead_letter_after()
+            .is_some_and(|limit| message.delivery_count() >= limit);
+        let how = if permanent {
+            // Without a sink: straight back, so the redrive policy counts its receives fast.
+            // Without a redrive policy that would loop, so it is retried as any failure.
+            let otherwise = if self.capabilities.max_deliveries.is_some() {
+                Settle::Return
+            } else {
+                Settle::Retry
+            };
+            self.dead_letter_or(
+                DeadLetterReason::Permanent,
+                || error.clone(),
+                handler,
+                otherwise,
+            )
+        } else if out_of_receives {
+            let reason = DeadLetterReason::MaxReceives;
+            self.dead_letter_or(reason, || error.clone(), handler, Settle::Retry)
+        } else {
+            Settle::Retry
+        };
+        let fate = match (&how, permanent) {
+            (Settle::DeadLetter { .. }, _) => "sent to the dead-letter sink",
+            (Settle::Return, true) => "permanent: given back at once for the redrive policy",
+            (_, true) => "permanent, but the queue has no redrive policy: it stays in the queue",
+            _ => "the message stays in the queue",
+        };
+        self.log_failure(message, ctx, &error, fate);
+        report.outcome = outcome_of(&how, Outcome::Failed);
         report.error = Some(error);
-        Settle::Retry
+        how
     }
 
     async fn run_handler(
@@ -160,7 +237,7 @@ impl Pipeline {
         cut_off
     }
 
-    fn log_failure(&self, message: &Message, ctx: &Context, error: &str) {
+    fn log_failure(&self, message: &Message, ctx: &Context, error: &str, fate: &str) {
         // Bodies are confidential: logged only when the user opted in.
         let body = self
             .config
@@ -174,14 +251,25 @@ impl Pipeline {
             final_attempt = ctx.is_final_attempt(),
             error,
             body = body.as_deref(),
-            "handler failed: the message stays in the queue"
+            "handler failed: {fate}"
         );
+    }
+}
+
+/// The outcome to report for a settle: dead-lettered, or `otherwise`.
+fn outcome_of(how: &Settle, otherwise: Outcome) -> Outcome {
+    match how {
+        Settle::DeadLetter { .. } => Outcome::DeadLettered,
+        _ => otherwise,
     }
 }
 
 fn finish(result: Result<Result<(), BoxError>, Box<dyn Any + Send>>) -> Finish {
     match result {
         Ok(Ok(())) => Finish::Succeeded,
+        Ok(Err(error)) if Permanent::is_permanent(&*error) => {
+            Finish::Permanent(error_chain(&*error))
+        }
         Ok(Err(error)) => Finish::Failed(error_chain(&*error)),
         Err(panic) => Finish::Panicked(panic_message(&*panic)),
     }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::States;
 use crate::config::ConsumerConfig;
+use crate::dead_letter::DeadLetters;
 use crate::lock::{IdempotencyLock, LockPolicy};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::router::Router;
@@ -54,6 +55,9 @@ pub enum Outcome {
     Corrupt,
     /// Made visible again unhandled: shutdown, or an earlier message of its FIFO group failed.
     Returned,
+    /// Sent to the dead-letter sink (see [`dead_letter`](crate::dead_letter)), then deleted;
+    /// [`Report::acked`] is `false` when the sink or the delete failed and the message stays.
+    DeadLettered,
 }
 
 impl Outcome {
@@ -75,6 +79,7 @@ impl Outcome {
             Outcome::LockLost => "lock_lost",
             Outcome::Corrupt => "corrupt",
             Outcome::Returned => "returned",
+            Outcome::DeadLettered => "dead_lettered",
         }
     }
 }
@@ -133,6 +138,8 @@ pub(crate) struct Pipeline {
     pub(crate) config: ConsumerConfig,
     pub(crate) capabilities: Capabilities,
     pub(crate) metrics: Arc<Metrics>,
+    /// Where messages that cannot succeed go; `None`: they stay for the redrive policy.
+    pub(crate) dead_letters: Option<DeadLetters>,
     /// Deliveries received and not yet settled; each [`Slot`](slot::Slot) takes one back.
     pub(crate) in_flight: Arc<InFlight>,
     /// Receiving stops while the lock cannot decide.

@@ -1,11 +1,13 @@
 //! Settling a delivery, in one place: mark it processed, ack, give it back (at once or after
-//! a delay), back off a failure, release the lock. Every path of the pipeline ends here, and
+//! a delay), back off a failure, dead-letter it, release the lock. Every path of the pipeline ends here, and
 //! the delivery's slot is given back when it is dropped at the end.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Pipeline;
 use super::delivery::Delivery;
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::lock::Lease;
 
 /// How long the processed marker lasts when the broker does not say how long it keeps a
@@ -13,7 +15,7 @@ use crate::lock::Lease;
 const PROCESSED_TTL_WITHOUT_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// How a delivery is settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Settle {
     /// The handler succeeded: mark processed, ack, then release the lock, so a duplicate
     /// never finds the message unlocked and unmarked.
@@ -31,6 +33,14 @@ pub(super) enum Settle {
     /// Leave it to its lease and the broker's redrive (no handler for its key, the lock
     /// unavailable).
     Leave,
+    /// Send it to the dead-letter sink, then ack, then release; when the sink fails, leave it
+    /// as [`Settle::Leave`] does. Only chosen with a sink configured.
+    DeadLetter {
+        reason: DeadLetterReason,
+        /// The error as logged (never the body).
+        error: String,
+        handler: Option<Arc<str>>,
+    },
 }
 
 impl Pipeline {
@@ -80,6 +90,89 @@ impl Pipeline {
             }
             Settle::Leave => {
                 self.release(lease).await;
+                false
+            }
+            Settle::DeadLetter {
+                reason,
+                error,
+                handler,
+            } => {
+                let stored = self
+                    .send_dead_letter(&delivery, reason, error, handler)
+                    .await;
+                // Acked before the release, as a handled message is: a duplicate delivery
+                // must not find it unlocked and still in the queue.
+                let acked = stored && self.ack(&delivery).await;
+                self.release(lease).await;
+                acked
+            }
+        }
+    }
+
+    /// `Settle::DeadLetter` when a sink is configured, else `otherwise`.
+    pub(super) fn dead_letter_or(
+        &self,
+        reason: DeadLetterReason,
+        error: impl FnOnce() -> String,
+        handler: Option<&Arc<str>>,
+        otherwise: Settle,
+    ) -> Settle {
+        if self.dead_letters.is_none() {
+            return otherwise;
+        }
+        Settle::DeadLetter {
+            reason,
+            error: error(),
+            handler: handler.cloned(),
+        }
+    }
+
+    /// The receive count from which a failed delivery goes to the sink
+    /// (`INIESTA_DEAD_LETTER_AFTER_RECEIVES`), when set.
+    pub(super) fn dead_letter_after(&self) -> Option<u32> {
+        self.dead_letters.as_ref()?.after_receives
+    }
+
+    /// Hands a delivery to the sink; `true` when the sink took it.
+    async fn send_dead_letter(
+        &self,
+        delivery: &Delivery,
+        reason: DeadLetterReason,
+        error: String,
+        handler: Option<Arc<str>>,
+    ) -> bool {
+        let Some(dead_letters) = &self.dead_letters else {
+            return false;
+        };
+        let message = &delivery.message;
+        let mut letter =
+            DeadLetter::new(message, reason, self.capabilities.name.as_str()).with_error(error);
+        if let Some(handler) = handler {
+            letter = letter.with_handler(&*handler);
+        }
+        let destination = dead_letters.sink.destination();
+        match dead_letters.sink.send(letter).await {
+            Ok(()) => {
+                self.metrics.dead_lettered();
+                tracing::warn!(
+                    message_id = message.id(),
+                    event = message.event(),
+                    reason = reason.as_str(),
+                    destination,
+                    receive_count = message.delivery_count(),
+                    "sent to the dead-letter sink"
+                );
+                true
+            }
+            Err(error) => {
+                self.metrics.dead_letter_failed();
+                tracing::error!(
+                    message_id = message.id(),
+                    reason = reason.as_str(),
+                    destination,
+                    %error,
+                    "could not send to the dead-letter sink: the message stays in the queue"
+                );
                 false
             }
         }

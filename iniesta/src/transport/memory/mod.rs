@@ -250,6 +250,11 @@ impl MemoryQueue {
         self.state().receive_count_of(message_id)
     }
 
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.inner.settings.name
+    }
+
     /// The dead-letter queue, when one is configured.
     pub fn dead_letter_queue(&self) -> Option<&MemoryQueue> {
         self.inner.dead_letter.as_ref()

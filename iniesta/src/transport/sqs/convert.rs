@@ -58,7 +58,12 @@ pub(super) fn raw_message(mut message: SdkMessage) -> Option<Converted> {
     Some((raw, system, md5_of_body, message))
 }
 
-fn attribute(id: &str, name: &str, value: &MessageAttributeValue) -> Option<AttributeValue> {
+/// One SDK message attribute as an [`AttributeValue`]; `None` (logged) for a list value.
+pub(crate) fn attribute(
+    id: &str,
+    name: &str,
+    value: &MessageAttributeValue,
+) -> Option<AttributeValue> {
     let data_type = value.data_type();
     if data_type == "Binary" || data_type.starts_with("Binary.") {
         let bytes = value.binary_value()?.as_ref();
@@ -122,7 +127,7 @@ pub(super) fn dead_letter_queue(redrive_policy: &str) -> Option<String> {
 }
 
 /// The queue name at the end of a queue URL.
-pub(super) fn queue_name_from_url(url: &str) -> &str {
+pub(crate) fn queue_name_from_url(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }
 

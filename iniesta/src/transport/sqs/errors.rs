@@ -10,10 +10,10 @@ use crate::{BoxError, TransportError};
 
 /// Where a request went, so that "queue does not exist" names the queue, region and endpoint.
 #[derive(Debug, Clone)]
-pub(super) struct Target {
-    pub(super) queue: String,
-    pub(super) region: String,
-    pub(super) endpoint: String,
+pub(crate) struct Target {
+    pub(crate) queue: String,
+    pub(crate) region: String,
+    pub(crate) endpoint: String,
 }
 
 impl Target {
@@ -82,7 +82,7 @@ fn is_queue_missing_code(code: &str) -> bool {
 ///
 /// Throttling, 5xx, timeouts and connection failures are retryable; a missing queue becomes
 /// [`TransportError::QueueDoesNotExist`]; access and signature errors are permanent.
-pub(super) fn classify<E>(
+pub(crate) fn classify<E>(
     operation: &'static str,
     target: &Target,
     err: &SdkError<E>,

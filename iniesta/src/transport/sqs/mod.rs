@@ -29,10 +29,15 @@ pub use config::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 pub use details::{SqsDetails, SystemAttributes};
 pub(crate) use details::{md5_hex, unwrap_sns};
 
+// The dead-letter sink speaks SQS with the transport's conversions and error classes.
 #[cfg(feature = "sqs")]
 pub use connect::{DEFAULT_DELETE_FLUSH_INTERVAL, DEFAULT_WAIT_TIME, SqsTransportBuilder};
 #[cfg(feature = "sqs")]
+pub(crate) use convert::{attribute as sdk_attribute, queue_name_from_url};
+#[cfg(feature = "sqs")]
 pub use counters::SqsRequestCounts;
+#[cfg(feature = "sqs")]
+pub(crate) use errors::{Target, classify};
 #[cfg(feature = "sqs")]
 pub use startup::DEFAULT_STARTUP_TIMEOUT;
 #[cfg(feature = "sqs")]

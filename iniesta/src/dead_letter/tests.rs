@@ -1,0 +1,82 @@
+//! The pipeline's dead-letter paths that need a delivery the simulator cannot produce: a body
+//! that fails its MD5 check.
+
+use std::time::Duration;
+
+use super::{ERROR_ATTRIBUTE, REASON_ATTRIBUTE, RECEIVE_COUNT_ATTRIBUTE};
+use crate::testing::TestClient;
+use crate::transport::{MemoryQueue, Transport};
+use crate::{App, AttributeValue, DecodeError, Message, Outcome, OutgoingMessage};
+
+fn corrupt(raw: &mut crate::RawMessage) {
+    raw.corrupt = Some(DecodeError::Md5Mismatch {
+        expected: "0".repeat(32),
+        actual: "1".repeat(32),
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_corrupt_twice_is_dead_lettered_with_its_body_and_attributes() {
+    let dlq = MemoryQueue::builder().name("dlq").build();
+    let client = TestClient::new(
+        App::builder()
+            .registered_handlers(false)
+            .dead_letter(dlq.clone())
+            .handler("Order.created", |_: Message| async {}),
+    )
+    .unwrap();
+    client.send(
+        OutgoingMessage::new("Order.created")
+            .body("{\"id\":1}")
+            .attribute("tenant", "acme"),
+    );
+
+    // The first corrupt receive is left for a redelivery: the queue's copy may be intact.
+    let first = client.process_next_tampered(corrupt).await.unwrap();
+    assert_eq!(first.outcome, Outcome::Corrupt);
+    assert!(dlq.is_empty());
+    tokio::time::advance(Duration::from_secs(31)).await;
+
+    let second = client.process_next_tampered(corrupt).await.unwrap();
+    assert_eq!(second.outcome, Outcome::DeadLettered);
+    assert!(second.acked);
+    assert!(client.queue().is_empty());
+    let metrics = client.metrics();
+    assert_eq!((metrics.corrupt, metrics.dead_lettered), (2, 1));
+
+    let letter = dlq.receive(1).await.unwrap().pop().unwrap();
+    assert_eq!(&letter.body[..], b"{\"id\":1}");
+    assert_eq!(letter.headers["tenant"].as_str(), Some("acme"));
+    assert_eq!(
+        letter.headers["iniesta_pass"].as_str(),
+        Some("Order.created")
+    );
+    assert_eq!(letter.headers[REASON_ATTRIBUTE].as_str(), Some("corrupt"));
+    assert!(
+        letter.headers[ERROR_ATTRIBUTE]
+            .as_str()
+            .unwrap()
+            .contains("does not match MD5OfBody")
+    );
+    assert_eq!(
+        letter.headers[RECEIVE_COUNT_ATTRIBUTE],
+        AttributeValue::Number("2".into())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_sink_a_corrupt_body_stays_in_the_queue() {
+    let client = TestClient::new(
+        App::builder()
+            .registered_handlers(false)
+            .handler("Order.created", |_: Message| async {}),
+    )
+    .unwrap();
+    client.send(OutgoingMessage::new("Order.created"));
+    for _ in 0..3 {
+        let report = client.process_next_tampered(corrupt).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Corrupt);
+        tokio::time::advance(Duration::from_secs(31)).await;
+    }
+    assert_eq!(client.queue().len(), 1);
+}

@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     delete_failed: AtomicU64,
     receive_errors: AtomicU64,
     lock_lost: AtomicU64,
+    circuit_opened: AtomicU64,
     /// Milliseconds after `started` of the last successful receive, plus one (0: never).
     last_receive: AtomicU64,
 }
@@ -68,9 +69,12 @@ pub struct MetricsSnapshot {
     pub receive_errors: u64,
     /// Locks lost while a handler ran.
     pub lock_lost: u64,
+    /// Times the circuit breaker opened (again after a failed trial too).
+    pub circuit_opened: u64,
     /// Deliveries received and not yet settled (handlers running or waiting in a FIFO group).
     pub in_flight: u64,
-    /// Why the consumer does not receive right now, when it does not (`lock unavailable`).
+    /// Why the consumer does not receive right now, when it does not (`lock unavailable`,
+    /// `circuit open: ...`).
     pub paused: Option<crate::PauseReason>,
     /// Time since the last successful receive; `None` before the first.
     pub since_last_receive: Option<Duration>,
@@ -101,6 +105,7 @@ counters!(
     delete_failed,
     receive_errors,
     lock_lost,
+    circuit_opened,
 );
 
 impl Metrics {
@@ -122,6 +127,7 @@ impl Metrics {
             delete_failed: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
             lock_lost: AtomicU64::new(0),
+            circuit_opened: AtomicU64::new(0),
             last_receive: AtomicU64::new(0),
         }
     }
@@ -159,6 +165,7 @@ impl Metrics {
             delete_failed: load(&self.delete_failed),
             receive_errors: load(&self.receive_errors),
             lock_lost: load(&self.lock_lost),
+            circuit_opened: load(&self.circuit_opened),
             // The pipeline owns these; it fills them in.
             in_flight: 0,
             paused: None,

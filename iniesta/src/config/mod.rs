@@ -38,10 +38,13 @@
 //! | `INIESTA_LOCK_LOST` | `cancel` | a handler whose lock is lost: `cancel` or `run-on` |
 //! | `INIESTA_REDIS_TIMEOUT` | 500ms | timeout of every Redis call |
 //! | `INIESTA_LOG_FORMAT` | `text` | `json` for one JSON object per line (entry points only) |
+//! | `INIESTA_CIRCUIT_BREAKER` | `off` | `15/20`: stop receiving when 15 of the last 20 deliveries failed ([`CircuitBreaker`]) |
+//! | `INIESTA_CIRCUIT_BREAKER_COOLDOWN`, `..._MAX_COOLDOWN`, `..._TRIAL` | 30s, 5m, 5 | how long it stops, and the trial after it |
 //!
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
 //! `1h`) or a bare number of seconds (`1.5`).
 
+mod breaker;
 mod env;
 mod lock;
 mod log_format;
@@ -58,6 +61,7 @@ pub use crate::transport::sqs::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 use env::Env;
 pub use log_format::LogFormat;
 
+pub use breaker::CircuitBreaker;
 pub use lock::LockConfig;
 
 /// The message attribute that carries the event key, as in iniesta (Python).
@@ -138,6 +142,8 @@ pub struct ConsumerConfig {
     pub shutdown_grace: Duration,
     /// Include bodies in failure logs. Off by default: bodies are confidential.
     pub log_bodies: bool,
+    /// Stop receiving while handlers keep failing (`INIESTA_CIRCUIT_BREAKER`); `None`: off.
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl Default for ConsumerConfig {
@@ -153,6 +159,7 @@ impl Default for ConsumerConfig {
             retry_backoff_max: Duration::from_secs(15 * 60),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             log_bodies: false,
+            circuit_breaker: None,
         }
     }
 }
@@ -188,6 +195,7 @@ impl ConsumerConfig {
                 .duration("INIESTA_SHUTDOWN_GRACE")?
                 .unwrap_or(d.shutdown_grace),
             log_bodies: env.bool("INIESTA_LOG_BODIES")?.unwrap_or(false),
+            circuit_breaker: CircuitBreaker::read(env)?,
         })
     }
 
@@ -227,6 +235,9 @@ impl ConsumerConfig {
                 "0.1 to 0.9",
                 self.heartbeat_fraction.to_string(),
             ));
+        }
+        if let Some(breaker) = &self.circuit_breaker {
+            breaker.validate()?;
         }
         Ok(())
     }

@@ -177,7 +177,7 @@ impl Pipeline {
     }
 
     async fn run_step(self: &Arc<Self>, step: Step) -> Report {
-        match step {
+        let report = match step {
             Step::Run(delivery) => self.deliver(delivery).await,
             Step::Settle(delivery, how, outcome) => {
                 let mut report = Report::of(&delivery.message, outcome);
@@ -188,7 +188,9 @@ impl Pipeline {
                 drop(slot);
                 report
             }
-        }
+        };
+        self.breaker.record(report.outcome);
+        report
     }
 
     /// FIFO: groups run in parallel, each group's messages one at a time in order. After a
@@ -242,6 +244,7 @@ impl Pipeline {
             not_run => return self.run_step(not_run).await,
         };
         self.metrics.returned();
+        self.breaker.record(Outcome::Returned);
         let report = Report::of(&delivery.message, Outcome::Returned);
         self.settle(delivery, Settle::Return).await;
         report

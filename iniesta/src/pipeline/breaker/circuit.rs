@@ -80,8 +80,9 @@ pub(super) struct Circuit {
     state: State,
     /// The cool-down of the current (or next) opening: doubles after each failed trial.
     cooldown: Duration,
-    /// Failures and counted deliveries when it last opened from closed.
-    figures: (u32, u32),
+    /// Failures, and counted deliveries, when it last opened from closed.
+    failed: u32,
+    window: u32,
     opened_at: Instant,
 }
 
@@ -91,7 +92,8 @@ impl Circuit {
             config,
             state: State::Closed,
             cooldown: config.cooldown,
-            figures: (0, 0),
+            failed: 0,
+            window: 0,
             opened_at: now,
         }
     }
@@ -102,7 +104,8 @@ impl Circuit {
             return None;
         }
         self.cooldown = self.config.cooldown;
-        self.figures = (failed, window);
+        self.failed = failed;
+        self.window = window;
         self.opened_at = now;
         self.state = State::Open {
             until: now + self.cooldown,
@@ -209,9 +212,10 @@ impl Circuit {
     }
 
     pub(super) fn reason(&self) -> Option<PauseReason> {
-        let (failed, window) = self.figures;
-        matches!(self.state, State::Open { .. })
-            .then_some(PauseReason::CircuitOpen { failed, window })
+        matches!(self.state, State::Open { .. }).then_some(PauseReason::CircuitOpen {
+            failed: self.failed,
+            window: self.window,
+        })
     }
 
     /// The state as the hot path reads it.

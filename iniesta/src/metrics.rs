@@ -79,9 +79,12 @@ pub struct MetricsSnapshot {
     pub dead_lettered: u64,
     /// Sends to the dead-letter sink that failed (the message stayed in the queue).
     pub dead_letter_failed: u64,
+    /// Times the circuit breaker opened (again after a failed trial too).
+    pub circuit_opened: u64,
     /// Deliveries received and not yet settled (handlers running or waiting in a FIFO group).
     pub in_flight: u64,
-    /// Why the consumer does not receive right now, when it does not (`lock unavailable`).
+    /// Why the consumer does not receive right now, when it does not (`lock unavailable`,
+    /// `circuit open: ...`).
     pub paused: Option<crate::PauseReason>,
     /// Time since the last successful receive; `None` before the first.
     pub since_last_receive: Option<Duration>,
@@ -146,6 +149,7 @@ counters!(
     lock_outages => "iniesta_lock_outages_total": "Times the lock lost its quorum and receiving paused.",
     dead_lettered => "iniesta_dead_lettered_total": "Messages the dead-letter sink took, then deleted from the queue.",
     dead_letter_failed => "iniesta_dead_letter_failures_total": "Sends to the dead-letter sink that failed (the message stayed in the queue).",
+    circuit_opened => "iniesta_circuit_breaker_opened_total": "Times the circuit breaker opened and receiving stopped (again after a failed trial too).",
 );
 
 impl Metrics {

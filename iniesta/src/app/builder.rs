@@ -7,14 +7,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
-use crate::config::{Config, ConsumerConfig, OpsConfig};
+use crate::config::{CircuitBreaker, Config, ConsumerConfig, OpsConfig};
 use crate::dead_letter::{DeadLetterSink, DeadLetters};
 use crate::error::{ConfigError, Location, RegistryError};
 use crate::handler::{BoxedHandler, Handler};
 use crate::lock::{DEFAULT_LOCK_TTL, IdempotencyLock, LockPolicy, MemoryLock, OnLockLost};
 use crate::metrics::Metrics;
 use crate::metrics::export::{self, Registry};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Breaker, Pipeline};
 use crate::router::{RouteEntry, Router};
 use crate::transport::{Capabilities, Transport};
 use crate::{IdempotencyKey, Result, States};
@@ -226,6 +226,26 @@ impl AppBuilder {
         self
     }
 
+    /// Stops receiving while handlers keep failing, then tries a few messages before
+    /// receiving as usual (default off; see [`CircuitBreaker`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use iniesta::{App, config::CircuitBreaker, transport::MemoryQueue};
+    ///
+    /// let app = App::builder()
+    ///     .transport(MemoryQueue::default())
+    ///     .circuit_breaker(CircuitBreaker::default().with_threshold(5, 10))
+    ///     .build()?;
+    /// # drop(app);
+    /// # Ok::<(), iniesta::Error>(())
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.consumer.circuit_breaker = Some(breaker);
+        self
+    }
+
     /// Remember handled messages so redeliveries are deleted unhandled (default on).
     pub fn processed_marker(mut self, enabled: bool) -> Self {
         self.policy.processed_marker = enabled;
@@ -384,6 +404,7 @@ impl AppBuilder {
             tracing::debug!(route = %line, "route");
         }
         let metrics = Arc::new(Metrics::new(&capabilities.name, registry));
+        let breaker = Breaker::new(self.consumer.circuit_breaker, Arc::clone(&metrics));
         Ok(Pipeline {
             router,
             states: self.states,
@@ -396,6 +417,7 @@ impl AppBuilder {
             dead_letters,
             in_flight: Arc::default(),
             pause: Arc::default(),
+            breaker,
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
         })

@@ -42,11 +42,14 @@
 //! | `INIESTA_LIVENESS_STALL_AFTER` | 3 long polls + 30s | a receive outstanding this long fails liveness |
 //! | `INIESTA_DEAD_LETTER_QUEUE_NAME` | off | send messages that cannot succeed to this SQS queue ([`dead_letter`](crate::dead_letter)) |
 //! | `INIESTA_DEAD_LETTER_AFTER_RECEIVES` | off | with a sink: dead-letter a message once it failed this many receives, 1-1000 |
+//! | `INIESTA_CIRCUIT_BREAKER` | `off` | `15/20`: stop receiving when 15 of the last 20 deliveries failed ([`CircuitBreaker`]) |
+//! | `INIESTA_CIRCUIT_BREAKER_COOLDOWN`, `..._MAX_COOLDOWN`, `..._TRIAL` | 30s, 5m, 5 | how long it stops, and the trial after it |
 //!
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
 //! `1h`) or a bare number of seconds (`1.5`).
 
 mod dead_letter;
+mod breaker;
 mod env;
 mod lock;
 mod log_format;
@@ -65,6 +68,7 @@ use env::Env;
 pub use log_format::LogFormat;
 
 pub use dead_letter::DeadLetterConfig;
+pub use breaker::CircuitBreaker;
 pub use lock::LockConfig;
 pub use ops::OpsConfig;
 
@@ -154,6 +158,8 @@ pub struct ConsumerConfig {
     pub shutdown_grace: Duration,
     /// Include bodies in failure logs. Off by default: bodies are confidential.
     pub log_bodies: bool,
+    /// Stop receiving while handlers keep failing (`INIESTA_CIRCUIT_BREAKER`); `None`: off.
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl Default for ConsumerConfig {
@@ -169,6 +175,7 @@ impl Default for ConsumerConfig {
             retry_backoff_max: Duration::from_secs(15 * 60),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             log_bodies: false,
+            circuit_breaker: None,
         }
     }
 }
@@ -204,6 +211,7 @@ impl ConsumerConfig {
                 .duration("INIESTA_SHUTDOWN_GRACE")?
                 .unwrap_or(d.shutdown_grace),
             log_bodies: env.bool("INIESTA_LOG_BODIES")?.unwrap_or(false),
+            circuit_breaker: CircuitBreaker::read(env)?,
         })
     }
 
@@ -243,6 +251,9 @@ impl ConsumerConfig {
                 "0.1 to 0.9",
                 self.heartbeat_fraction.to_string(),
             ));
+        }
+        if let Some(breaker) = &self.circuit_breaker {
+            breaker.validate()?;
         }
         Ok(())
     }

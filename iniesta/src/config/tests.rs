@@ -216,3 +216,44 @@ fn dead_letters_are_off_by_default_and_read_when_set() {
         );
     }
 }
+
+#[test]
+fn the_circuit_breaker_is_off_unless_switched_on() {
+    use crate::config::CircuitBreaker;
+    assert_eq!(config(&[]).unwrap().consumer.circuit_breaker, None);
+    let on = config(&[("INIESTA_CIRCUIT_BREAKER", "on")]).unwrap();
+    assert_eq!(on.consumer.circuit_breaker, Some(CircuitBreaker::default()));
+    let c = config(&[
+        ("INIESTA_CIRCUIT_BREAKER", "5/10"),
+        ("INIESTA_CIRCUIT_BREAKER_COOLDOWN", "1m"),
+        ("INIESTA_CIRCUIT_BREAKER_MAX_COOLDOWN", "10m"),
+        ("INIESTA_CIRCUIT_BREAKER_TRIAL", "3"),
+    ])
+    .unwrap();
+    let breaker = c.consumer.circuit_breaker.unwrap();
+    assert_eq!(
+        (breaker.threshold, breaker.window, breaker.trial),
+        (5, 10, 3)
+    );
+    assert_eq!(breaker.cooldown, Duration::from_secs(60));
+    assert_eq!(breaker.max_cooldown, Duration::from_secs(600));
+
+    let err = config(&[("INIESTA_CIRCUIT_BREAKER", "20/15")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("INIESTA_CIRCUIT_BREAKER") && err.contains("15/20"),
+        "{err}"
+    );
+    let err = config(&[("INIESTA_CIRCUIT_BREAKER_COOLDOWN", "1m")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the circuit breaker is off"), "{err}");
+    let err = config(&[
+        ("INIESTA_CIRCUIT_BREAKER", "on"),
+        ("INIESTA_CIRCUIT_BREAKER_COOLDOWN", "1h"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("INIESTA_CIRCUIT_BREAKER_COOLDOWN:"), "{err}");
+}

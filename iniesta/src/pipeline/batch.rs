@@ -202,7 +202,7 @@ impl Pipeline {
     }
 
     async fn run_step(self: &Arc<Self>, step: Step) -> Report {
-        match step {
+        let report = match step {
             Step::Run(delivery) => self.deliver(delivery).await,
             Step::Settle(delivery, how, outcome) => {
                 self.metrics.finished(outcome, delivery.received_at);
@@ -214,7 +214,9 @@ impl Pipeline {
                 drop(slot);
                 report
             }
-        }
+        };
+        self.breaker.record(report.outcome);
+        report
     }
 
     /// FIFO: groups run in parallel, each group's messages one at a time in order. After a
@@ -274,6 +276,7 @@ impl Pipeline {
         self.metrics.returned();
         self.metrics
             .finished(Outcome::Returned, delivery.received_at);
+        self.breaker.record(Outcome::Returned);
         let report = Report::of(&delivery.message, Outcome::Returned);
         self.settle(delivery, Settle::Return).await;
         report

@@ -66,9 +66,15 @@ impl Pipeline {
                     () = tokio::time::sleep(SETTLING_RECHECK) => {}
                 }
             }
+            // While the circuit breaker is open nothing is received; half-open, only its trial.
+            let Some(mut admission) = self.breaker.admit(self.max_batch(), &self.stopping).await
+            else {
+                return;
+            };
             let Some(mut permits) = self.take_permits(semaphore).await else {
                 return;
             };
+            admission.limit(&mut permits);
             let wanted = permits.num_permits();
             let asked_at = Instant::now();
             // Liveness watches receive calls that never come back.
@@ -77,11 +83,13 @@ impl Pipeline {
                 biased;
                 () = self.stopping.cancelled() => return,
                 () = self.pause.started() => continue,
+                () = self.breaker.opened() => continue,
                 received = self.transport.receive(wanted) => received,
             };
             drop(receiving);
             match received {
                 Ok(messages) => {
+                    admission.received(messages.len());
                     backoff = crate::backoff::exponential(RECEIVE_BACKOFF_MIN, RECEIVE_BACKOFF_MAX);
                     self.metrics.received(messages.len());
                     if messages.is_empty() {

@@ -5,6 +5,7 @@
 //! acks, returns, backs off, marks and releases.
 
 mod batch;
+mod breaker;
 mod consumer;
 mod deliver;
 mod delivery;
@@ -26,6 +27,7 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::router::Router;
 use crate::transport::{Capabilities, Transport};
 
+pub(crate) use breaker::Breaker;
 pub(crate) use pause::Pause;
 pub use pause::PauseReason;
 pub(crate) use slot::InFlight;
@@ -144,6 +146,8 @@ pub(crate) struct Pipeline {
     pub(crate) in_flight: Arc<InFlight>,
     /// Receiving stops while the lock cannot decide.
     pub(crate) pause: Arc<Pause>,
+    /// Receiving stops while handlers keep failing (when configured).
+    pub(crate) breaker: Breaker,
     /// Shutdown was asked: stop polling, start nothing new.
     pub(crate) stopping: CancellationToken,
     /// The grace period is over: cancel running handlers and return their messages.
@@ -162,7 +166,8 @@ impl Pipeline {
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let mut snapshot = self.metrics.snapshot();
         snapshot.in_flight = self.in_flight.get();
-        snapshot.paused = self.pause.reason();
+        // The lock's outage wins: receiving waits for both, and it is the one to fix.
+        snapshot.paused = self.pause.reason().or_else(|| self.breaker.reason());
         snapshot
     }
 }

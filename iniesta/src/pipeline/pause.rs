@@ -19,17 +19,43 @@ use std::panic::AssertUnwindSafe;
 use crate::lock::{Acquisition, IdempotencyLock};
 
 /// Why the consumer does not receive right now.
+///
+/// When both hold, [`MetricsSnapshot::paused`](crate::MetricsSnapshot::paused) names the
+/// lock: receiving resumes only once both are over, and the lock's outage is the one to fix.
+///
+/// # Examples
+///
+/// ```
+/// use iniesta::PauseReason;
+///
+/// assert_eq!(PauseReason::LockUnavailable.to_string(), "lock unavailable");
+/// let open = PauseReason::CircuitOpen { failed: 15, window: 20 };
+/// assert_eq!(open.to_string(), "circuit open: 15 of the last 20 deliveries failed");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PauseReason {
     /// The idempotency lock cannot reach a quorum of its servers.
     LockUnavailable,
+    /// The [circuit breaker](crate::config::CircuitBreaker) is open: too many recent
+    /// deliveries failed, so receiving stops for a cool-down. (Not during the trial that
+    /// follows it: the consumer receives then.)
+    CircuitOpen {
+        /// Failed deliveries among the last `window` when it opened.
+        failed: u32,
+        /// Counted deliveries the failures were taken from.
+        window: u32,
+    },
 }
 
 impl fmt::Display for PauseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PauseReason::LockUnavailable => f.write_str("lock unavailable"),
+            PauseReason::CircuitOpen { failed, window } => write!(
+                f,
+                "circuit open: {failed} of the last {window} deliveries failed"
+            ),
         }
     }
 }

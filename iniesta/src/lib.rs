@@ -117,6 +117,7 @@ mod readme_doctests {}
 
 pub mod config;
 pub mod lock;
+pub mod middleware;
 pub mod testing;
 pub mod transport;
 

@@ -17,7 +17,7 @@ use crate::router::Route;
 use crate::{BoxError, Context, Message};
 
 /// How a handler run ended.
-enum Finish {
+pub(super) enum Finish {
     Succeeded,
     Failed(String),
     Panicked(String),
@@ -26,6 +26,8 @@ enum Finish {
     LockLost,
     /// Cut off by the end of the shutdown grace period.
     Stopped,
+    /// Shutdown began while it waited for its handler's concurrency limit.
+    NotStarted,
 }
 
 impl Pipeline {
@@ -50,15 +52,20 @@ impl Pipeline {
             self.capabilities.max_deliveries,
             delivery.lease.as_ref().and_then(Lease::fencing_token),
         );
-        let finish = self
-            .run_handler(
-                route,
-                &message,
-                &ctx,
-                delivery.lease.as_mut(),
-                delivery.received_at,
-            )
-            .await;
+        let finish = match self.handler_permit(route, &mut delivery, &ctx).await {
+            // Held until the handler returns.
+            Ok(_permit) => {
+                self.run_handler(
+                    route,
+                    &message,
+                    &ctx,
+                    delivery.lease.as_mut(),
+                    delivery.received_at,
+                )
+                .await
+            }
+            Err(unstarted) => unstarted,
+        };
         let how = match finish {
             Finish::Succeeded => {
                 self.metrics.handled();
@@ -69,6 +76,13 @@ impl Pipeline {
                 self.metrics.returned();
                 report.outcome = Outcome::Returned;
                 report.error = Some("cut off by the shutdown grace period".to_owned());
+                Settle::Return
+            }
+            Finish::NotStarted => {
+                self.metrics.returned();
+                report.outcome = Outcome::Returned;
+                report.error =
+                    Some("shutting down: returned before its handler started".to_owned());
                 Settle::Return
             }
             Finish::LockLost => {
@@ -116,12 +130,7 @@ impl Pipeline {
     ) -> Finish {
         // The call itself runs inside the guarded future, so a panic while extracting
         // arguments is caught as well.
-        let call = async {
-            route
-                .handler
-                .call(message.clone(), ctx.clone(), &self.states)
-                .await
-        };
+        let call = async { route.call(message.clone(), ctx.clone(), &self.states).await };
         let mut handler = pin!(AssertUnwindSafe(call).catch_unwind());
         // A handler that finishes without waiting needs no lease keeper, timers or
         // cancellation; the rest get them, the keeper boxed to keep this future small.

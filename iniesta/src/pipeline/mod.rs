@@ -8,6 +8,7 @@ mod batch;
 mod consumer;
 mod deliver;
 mod delivery;
+mod handler_limit;
 mod lease;
 mod pause;
 mod settle;

@@ -281,6 +281,19 @@ fn concurrency(value: Option<syn::Expr>, errors: &mut Errors) -> Option<usize> {
             lit: syn::Lit::Int(lit),
             ..
         }) if matches!(lit.suffix(), "" | "usize") => lit,
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(lit),
+            ..
+        }) => {
+            errors.push(Error::new(
+                lit.span(),
+                format!(
+                    "`concurrency` takes a `usize`: remove the `{}` suffix",
+                    lit.suffix()
+                ),
+            ));
+            return None;
+        }
         // A literal passed through a `macro_rules!` fragment arrives in an invisible group.
         syn::Expr::Group(group) => return concurrency(Some((*group.expr).clone()), errors),
         _ => {

@@ -1,6 +1,6 @@
 //! Hooks: middleware that only watches, for code that runs before or after each handler.
 //!
-//! Each is [`from_fn`] around a plain closure. They see what a middleware sees and cannot
+//! Each wraps a plain closure in a [`Middleware`]. They see what a middleware sees and cannot
 //! change the outcome. A handler that panics, times out or is cancelled unwinds or is dropped
 //! before [`after`] and [`on_error`] could run; use [`from_fn`] and your own guard for those.
 
@@ -23,7 +23,8 @@ pub fn before<F>(hook: F) -> Middleware
 where
     F: Fn(&Message, &Context) + Send + Sync + 'static,
 {
-    from_fn(move |msg: Message, ctx: Context, next: Next| {
+    // Hands on the rest of the chain's future as it is: no second box around it.
+    Middleware::from_boxed(move |msg: Message, ctx: Context, next: Next| {
         hook(&msg, &ctx);
         next.run(msg, ctx)
     })

@@ -117,6 +117,20 @@ type MiddlewareFn =
     dyn Fn(Message, Context, Next) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync;
 
 impl Middleware {
+    /// A middleware from a function that boxes its own future (or passes on `next`'s).
+    fn from_boxed<F>(f: F) -> Middleware
+    where
+        F: Fn(Message, Context, Next) -> BoxFuture<'static, Result<(), BoxError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        Middleware {
+            call: Arc::new(f),
+            name: std::any::type_name::<F>(),
+        }
+    }
+
     pub(crate) fn call(
         &self,
         msg: Message,
@@ -177,7 +191,8 @@ where
 
 /// The rest of a middleware chain: the later middleware, then the handler.
 ///
-/// Given to each middleware; [`run`](Next::run) it at most once.
+/// Given to each middleware. [`run`](Next::run) takes it by value, so the rest of the chain
+/// runs at most once per middleware call.
 pub struct Next {
     chain: Chain,
     /// The index of the next middleware; past the last, the handler.
@@ -201,5 +216,29 @@ impl fmt::Debug for Next {
         f.debug_struct("Next")
             .field("remaining", &self.chain.remaining(self.index))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn middleware_and_next_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Middleware>();
+        send_sync::<Next>();
+    }
+
+    #[test]
+    fn debug_names_the_function() {
+        async fn audit(msg: Message, ctx: Context, next: Next) -> Result<(), BoxError> {
+            next.run(msg, ctx).await
+        }
+        let debug = format!("{:?}", from_fn(audit));
+        assert!(
+            debug.starts_with("Middleware(\"") && debug.contains("audit"),
+            "{debug}"
+        );
     }
 }

@@ -1,15 +1,17 @@
 //! Per-handler concurrency limits through the real pipeline on the SQS simulator, under a
 //! paused clock: a slow handler at its limit does not hold up the others, waiting messages
-//! keep their lease, and shutdown gives waiting messages back.
+//! keep their lease, and shutdown or a lost lock gives waiting messages back unstarted.
 
 mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use iniesta::lock::{Acquisition, IdempotencyLock, Lease, MemoryLock};
 use iniesta::testing::TestClient;
 use iniesta::transport::MemoryQueue;
-use iniesta::{App, Message, Outcome, OutgoingMessage, State, handler};
+use iniesta::{App, BoxFuture, LockError, Message, Outcome, OutgoingMessage, State, handler};
 use support::app::builder;
 use support::wait::secs;
 
@@ -136,6 +138,83 @@ async fn shutdown_returns_the_messages_still_waiting_for_their_handler() {
         queue.visible_len(),
         2,
         "given back at once, not left to time out"
+    );
+}
+
+/// A [`MemoryLock`] (10 s ttl) whose every extension finds the lease taken: each lock is lost
+/// at its first heartbeat.
+#[derive(Debug, Default)]
+struct LosesEveryExtension(MemoryLock);
+
+impl IdempotencyLock for LosesEveryExtension {
+    fn acquire(&self, keys: &[&str]) -> BoxFuture<'_, Vec<Result<Acquisition, LockError>>> {
+        self.0.acquire(keys)
+    }
+
+    fn extend<'a>(&'a self, lease: &'a mut Lease) -> BoxFuture<'a, Result<bool, LockError>> {
+        Box::pin(async move {
+            self.0.release(lease).await?;
+            Ok(false)
+        })
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), LockError>> {
+        self.0.release(lease)
+    }
+
+    fn mark_processed<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        self.0.mark_processed(key, ttl)
+    }
+
+    fn ttl(&self) -> Duration {
+        self.0.ttl()
+    }
+}
+
+/// The attempt of each delivery whose handler started, in order.
+#[derive(Clone, Default)]
+struct Starts(Arc<std::sync::Mutex<Vec<u32>>>);
+
+async fn slow_attempt(ctx: iniesta::Context, State(starts): State<Starts>) {
+    starts.0.lock().unwrap().push(ctx.attempt());
+    tokio::time::sleep(secs(10)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_whose_lock_is_lost_while_waiting_is_given_back_unstarted() {
+    let queue = MemoryQueue::builder()
+        .visibility_timeout(secs(30))
+        .wait_time(secs(1))
+        .build();
+    for _ in 0..2 {
+        queue.send(OutgoingMessage::new("Slow"));
+    }
+    let starts = Starts::default();
+    let app = builder()
+        .transport(queue.clone())
+        .lock(LosesEveryExtension::default())
+        .state(starts.clone())
+        .handler("Slow", slow_attempt)
+        .handler_concurrency("slow_attempt", 1)
+        .build()
+        .unwrap();
+    let running = app.spawn();
+    // Both locks are lost at the first heartbeat, half the 10 s ttl: the running handler is
+    // cancelled, the waiting delivery given back without starting. Both come straight back
+    // (long before the 30 s visibility timeout), and one of them starts again.
+    tokio::time::sleep(secs(7)).await;
+    let metrics = running.metrics();
+    running.shutdown_token().cancel();
+    assert_eq!(metrics.lock_lost, 2);
+    assert_eq!(metrics.handled, 0);
+    assert_eq!(
+        *starts.0.lock().unwrap(),
+        [1, 2],
+        "one first attempt started; the waiting one only on its redelivery"
     );
 }
 

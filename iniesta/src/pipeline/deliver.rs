@@ -17,7 +17,7 @@ use crate::router::Route;
 use crate::{BoxError, Context, Message};
 
 /// How a handler run ended.
-pub(super) enum Finish {
+enum Finish {
     Succeeded,
     Failed(String),
     Panicked(String),
@@ -26,8 +26,6 @@ pub(super) enum Finish {
     LockLost,
     /// Cut off by the end of the shutdown grace period.
     Stopped,
-    /// Shutdown began while it waited for its handler's concurrency limit.
-    NotStarted,
 }
 
 impl Pipeline {
@@ -52,20 +50,20 @@ impl Pipeline {
             self.capabilities.max_deliveries,
             delivery.lease.as_ref().and_then(Lease::fencing_token),
         );
-        let finish = match self.handler_permit(route, &mut delivery, &ctx).await {
-            // Held until the handler returns.
-            Ok(_permit) => {
-                self.run_handler(
-                    route,
-                    &message,
-                    &ctx,
-                    delivery.lease.as_mut(),
-                    delivery.received_at,
-                )
-                .await
-            }
-            Err(unstarted) => unstarted,
+        let permit = match self.handler_permit(route, &mut delivery, &ctx).await {
+            Ok(permit) => permit,
+            Err(unstarted) => return self.settle_unstarted(delivery, unstarted, report).await,
         };
+        let finish = self
+            .run_handler(
+                route,
+                &message,
+                &ctx,
+                delivery.lease.as_mut(),
+                delivery.received_at,
+            )
+            .await;
+        drop(permit);
         let how = match finish {
             Finish::Succeeded => {
                 self.metrics.handled();
@@ -76,13 +74,6 @@ impl Pipeline {
                 self.metrics.returned();
                 report.outcome = Outcome::Returned;
                 report.error = Some("cut off by the shutdown grace period".to_owned());
-                Settle::Return
-            }
-            Finish::NotStarted => {
-                self.metrics.returned();
-                report.outcome = Outcome::Returned;
-                report.error =
-                    Some("shutting down: returned before its handler started".to_owned());
                 Settle::Return
             }
             Finish::LockLost => {

@@ -5,12 +5,20 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::Pipeline;
-use super::deliver::Finish;
 use super::delivery::Delivery;
+use super::settle::Settle;
+use super::{Outcome, Pipeline, Report};
 use crate::Context;
 use crate::lock::OnLockLost;
 use crate::router::Route;
+
+/// Why a delivery that waited for its handler's limit ends without running it.
+pub(super) enum Unstarted {
+    /// Shutdown began.
+    Stopping,
+    /// Its lock was lost, and the policy cancels.
+    LockLost,
+}
 
 impl Pipeline {
     /// A permit of the route's limit, when it has one (`Ok(None)` when it has not).
@@ -29,7 +37,7 @@ impl Pipeline {
         route: &Route,
         delivery: &mut Delivery,
         ctx: &Context,
-    ) -> Result<Option<OwnedSemaphorePermit>, Finish> {
+    ) -> Result<Option<OwnedSemaphorePermit>, Unstarted> {
         let Some(limit) = &route.limit else {
             return Ok(None);
         };
@@ -56,13 +64,39 @@ impl Pipeline {
         };
         tokio::select! {
             biased;
-            () = self.stopping.cancelled() => Err(Finish::NotStarted),
-            () = lock_lost => Err(Finish::LockLost),
+            () = self.stopping.cancelled() => Err(Unstarted::Stopping),
+            () = lock_lost => Err(Unstarted::LockLost),
             permit = Arc::clone(limit).acquire_owned() => {
                 // The semaphore belongs to the route and is never closed.
                 Ok(Some(permit.expect("a handler's semaphore is never closed")))
             }
             never = keeper => match never {},
         }
+    }
+
+    /// Gives back a delivery that never reached its handler, at once: it was not handled, so
+    /// it must neither wait out its lease nor be deleted.
+    pub(super) async fn settle_unstarted(
+        &self,
+        delivery: Delivery,
+        why: Unstarted,
+        mut report: Report,
+    ) -> Report {
+        let error = match why {
+            Unstarted::Stopping => {
+                self.metrics.returned();
+                report.outcome = Outcome::Returned;
+                "shutting down: given back before its handler started"
+            }
+            Unstarted::LockLost => {
+                report.outcome = Outcome::LockLost;
+                let error = "the lock was lost while waiting for the handler's concurrency limit: given back";
+                tracing::warn!(message_id = delivery.message.id(), "{error}");
+                error
+            }
+        };
+        report.error = Some(error.to_owned());
+        report.acked = self.settle(delivery, Settle::Return).await;
+        report
     }
 }

@@ -197,7 +197,9 @@ impl AppBuilder {
     /// received and handled meanwhile. A waiting delivery still counts as in flight, and the
     /// consumer receives no more than four per app slot in flight; a backlog larger than that
     /// of one limited handler holds up the others until it shrinks (give such a handler a
-    /// queue of its own). At shutdown a waiting delivery returns its message at once.
+    /// queue of its own). At shutdown, or when its lock is lost, a waiting delivery gives its
+    /// message back at once, unstarted. The [`handler_timeout`](Self::handler_timeout)
+    /// counts from when the handler starts.
     ///
     /// `handler` names the handler as for [`handler_middleware`](Self::handler_middleware).
     ///

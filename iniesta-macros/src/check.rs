@@ -58,6 +58,8 @@ pub(crate) struct Handler {
     pub(crate) ident: Ident,
     /// Checked event keys; empty for the fallback.
     pub(crate) keys: Vec<LitStr>,
+    /// `concurrency = N`, checked: at least 1.
+    pub(crate) concurrency: Option<usize>,
     /// The path of the `iniesta` crate: `::iniesta` unless `crate = ..` says otherwise.
     pub(crate) krate: Path,
     /// The impl's type, for methods and associated fns.
@@ -112,6 +114,7 @@ pub(crate) fn handler(args: TokenStream, item: TokenStream) -> Checked<FreeFn> {
         return Checked::invalid(function, errors);
     };
     let keys = keys(args.keys, &mut errors);
+    let concurrency = concurrency(args.concurrency, &mut errors);
     for attr in parse::take_handler_attrs(&mut function.attrs, args.krate.as_ref()) {
         errors.push(Error::new_spanned(attr, ONE_HANDLER));
     }
@@ -122,6 +125,7 @@ pub(crate) fn handler(args: TokenStream, item: TokenStream) -> Checked<FreeFn> {
     let handler = Handler {
         ident: function.sig.ident.clone(),
         keys,
+        concurrency,
         krate: krate_or_default(args.krate),
         self_ty: None,
         instance: None,
@@ -174,6 +178,7 @@ pub(crate) fn handlers(args: TokenStream, item: TokenStream) -> Checked<ImplBloc
             continue;
         };
         let keys = keys(args.keys, &mut errors);
+        let concurrency = concurrency(args.concurrency, &mut errors);
         signature(&method.sig, Place::Method, &mut errors);
         let instance = match SelfArg::of(&method.sig) {
             Ok(SelfArg::Ref(span)) => Some(Instance::Ref(span)),
@@ -184,6 +189,7 @@ pub(crate) fn handlers(args: TokenStream, item: TokenStream) -> Checked<ImplBloc
         handlers.push(Handler {
             ident: method.sig.ident.clone(),
             keys,
+            concurrency,
             krate: krate_or_default(args.krate.or_else(|| block_krate.clone())),
             self_ty: Some((**self_ty).clone()),
             instance,
@@ -265,6 +271,56 @@ fn keys(keys: Vec<LitStr>, errors: &mut Errors) -> Vec<LitStr> {
         checked.push(key);
     }
     checked
+}
+
+/// `concurrency = N`: a plain integer literal of at least 1.
+fn concurrency(value: Option<syn::Expr>, errors: &mut Errors) -> Option<usize> {
+    let value = value?;
+    let lit = match &value {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(lit),
+            ..
+        }) if matches!(lit.suffix(), "" | "usize") => lit,
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(lit),
+            ..
+        }) => {
+            errors.push(Error::new(
+                lit.span(),
+                format!(
+                    "`concurrency` takes a `usize`: remove the `{}` suffix",
+                    lit.suffix()
+                ),
+            ));
+            return None;
+        }
+        // A literal passed through a `macro_rules!` fragment arrives in an invisible group.
+        syn::Expr::Group(group) => return concurrency(Some((*group.expr).clone()), errors),
+        _ => {
+            errors.push(Error::new_spanned(
+                value,
+                "expected the most deliveries to run at once as an integer literal, like `concurrency = 4`",
+            ));
+            return None;
+        }
+    };
+    match lit.base10_parse::<usize>() {
+        Ok(0) => {
+            errors.push(Error::new(
+                lit.span(),
+                "`concurrency` must be at least 1: remove it for no limit",
+            ));
+            None
+        }
+        Ok(limit) => Some(limit),
+        Err(error) => {
+            errors.push(Error::new(
+                lit.span(),
+                format!("{error}: `concurrency` takes a `usize`"),
+            ));
+            None
+        }
+    }
 }
 
 /// The key rules of the runtime's router: an exact key, or a prefix pattern ending in `*`.

@@ -112,6 +112,13 @@ fn registration(handler: &Handler) -> TokenStream {
     // Spanned at the fn so `line!()` reports the handler, not the attribute.
     let line = quote_spanned!(span=> ::core::line!());
     let boxed = boxed(handler);
+    let concurrency = match handler.concurrency {
+        Some(limit) => {
+            let limit = proc_macro2::Literal::usize_unsuffixed(limit);
+            quote!(::core::option::Option::Some(#limit))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     // The crate path is resolved once, so a wrong `crate = ..` is one error.
     quote! {
         use #krate::__private as __iniesta_private;
@@ -128,6 +135,7 @@ fn registration(handler: &Handler) -> TokenStream {
                 module: ::core::module_path!(),
                 file: ::core::file!(),
                 line: #line,
+                concurrency: #concurrency,
                 make: __iniesta_make,
             }
         }

@@ -6,8 +6,8 @@ use quote::{ToTokens, format_ident};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{
-    Attribute, Error, Expr, ExprLit, FnArg, ImplItem, ItemImpl, Lit, LitStr, MacroDelimiter, Meta,
-    MetaList, Path, Signature, Token, Type,
+    Attribute, Error, Expr, ExprLit, FnArg, Ident, ImplItem, ItemImpl, Lit, LitStr, MacroDelimiter,
+    Meta, MetaList, Path, Signature, Token, Type,
 };
 
 /// What `#[handlers]` turns each method's `#[handler(..)]` into: the attribute still expands
@@ -46,10 +46,13 @@ impl Errors {
 /// "UserUpdated.user"        an event key, or a prefix pattern like "UserUpdated.*"
 /// crate = ::my_iniesta      the path of a renamed `iniesta` dependency
 /// crate = "my_iniesta"      the same, as a string
+/// concurrency = 4           at most 4 deliveries of the handler at once
 /// ```
 enum Arg {
     Key(LitStr),
     Crate(Span, Path),
+    /// `concurrency = <expr>`: the keyword and the value, checked by `check`.
+    Concurrency(Ident, Expr),
     /// Anything else, for `check`-like errors naming the argument.
     Other(Expr),
 }
@@ -75,12 +78,20 @@ impl Parse for Arg {
 
 const EXPECTED_CRATE_PATH: &str = "expected the path of the `iniesta` crate, like `crate = ::my_iniesta` or `crate = \"my_iniesta\"`";
 
-/// A plain string literal is a key; anything else is kept for the error.
+/// A plain string literal is a key, `concurrency = ..` a limit; anything else is kept for the
+/// error.
 fn key_or_other(arg: Expr) -> Arg {
     match arg {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
         }) if lit.suffix().is_empty() => Arg::Key(lit),
+        Expr::Assign(assign) => match &*assign.left {
+            Expr::Path(path) if path.path.is_ident("concurrency") => {
+                let keyword = path.path.segments[0].ident.clone();
+                Arg::Concurrency(keyword, *assign.right)
+            }
+            _ => Arg::Other(Expr::Assign(assign)),
+        },
         // A literal passed through a `macro_rules!` fragment arrives in an invisible group.
         Expr::Group(group) => key_or_other(*group.expr),
         other => Arg::Other(other),
@@ -115,6 +126,7 @@ fn set_crate(krate: &mut Option<Path>, span: Span, path: Path, errors: &mut Erro
 /// #[handler("UserUpdated.user")]                 one event key
 /// #[handler("OrderCreated.order", "Order.*",)]   several keys or prefix patterns
 /// #[handler("UserUpdated.user", crate = path)]   with `iniesta` renamed
+/// #[handler("Report.built", concurrency = 2)]     at most 2 deliveries at once
 /// ```
 #[derive(Default)]
 pub(crate) struct HandlerArgs {
@@ -122,6 +134,8 @@ pub(crate) struct HandlerArgs {
     pub(crate) keys: Vec<LitStr>,
     /// The `crate = ..` path, if given.
     pub(crate) krate: Option<Path>,
+    /// The value of `concurrency = ..` as written, if given.
+    pub(crate) concurrency: Option<Expr>,
 }
 
 impl Parse for HandlerArgs {
@@ -132,11 +146,21 @@ impl Parse for HandlerArgs {
             match arg {
                 Arg::Key(key) => args.keys.push(key),
                 Arg::Crate(span, path) => set_crate(&mut args.krate, span, path, &mut errors),
+                Arg::Concurrency(keyword, value) => {
+                    if args.concurrency.is_some() {
+                        errors.push(Error::new_spanned(
+                            keyword,
+                            "duplicate `concurrency` argument: remove this one",
+                        ));
+                    } else {
+                        args.concurrency = Some(value);
+                    }
+                }
                 Arg::Other(other) => errors.push(match argument_name(&other) {
                     Some(name) => Error::new_spanned(
                         name,
                         format!(
-                            "unknown argument `{}`: `#[handler]` takes event keys as string literals, like `#[handler(\"UserUpdated.user\")]`, or nothing for the fallback, and `crate = path` for a renamed `iniesta`",
+                            "unknown argument `{}`: `#[handler]` takes event keys as string literals, like `#[handler(\"UserUpdated.user\")]`, or nothing for the fallback, `concurrency = N` to limit it to N deliveries at once, and `crate = path` for a renamed `iniesta`",
                             name.to_token_stream()
                         ),
                     ),
@@ -169,6 +193,10 @@ impl Parse for HandlersArgs {
                 Arg::Key(key) => errors.push(Error::new_spanned(
                     key,
                     "`#[handlers]` takes no event keys: put them on each method's `#[handler(..)]`",
+                )),
+                Arg::Concurrency(keyword, _) => errors.push(Error::new_spanned(
+                    keyword,
+                    "`#[handlers]` takes no `concurrency`: put it on each method's `#[handler(..)]`",
                 )),
                 Arg::Other(other) => {
                     let name = argument_name(&other).unwrap_or(&other);
@@ -448,6 +476,24 @@ mod tests {
         assert_eq!(krate(args.krate), "my_iniesta");
         let args: HandlersArgs = syn::parse2(quote::quote!(crate = "::my::iniesta")).unwrap();
         assert_eq!(krate(args.krate), ":: my :: iniesta");
+    }
+
+    #[test]
+    fn reads_the_concurrency_beside_the_keys() {
+        let args: HandlerArgs = syn::parse2(quote::quote!("A.x", concurrency = 4)).unwrap();
+        assert_eq!(args.keys.len(), 1);
+        let value = args.concurrency.unwrap();
+        assert_eq!(value.to_token_stream().to_string(), "4");
+        let args: HandlerArgs = syn::parse2(quote::quote!(concurrency = "x")).unwrap();
+        assert!(args.keys.is_empty(), "the value is checked later");
+        assert_eq!(
+            error::<HandlerArgs>(quote::quote!("A.x", concurrency = 1, concurrency = 2)),
+            "duplicate `concurrency` argument: remove this one"
+        );
+        assert!(
+            error::<HandlersArgs>(quote::quote!(concurrency = 2))
+                .starts_with("`#[handlers]` takes no `concurrency`")
+        );
     }
 
     #[test]

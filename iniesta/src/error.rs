@@ -251,6 +251,16 @@ pub enum RegistryError {
         /// The missing type.
         type_name: &'static str,
     },
+    /// A per-handler setting of the app builder names no handler, or several.
+    #[error("`{setting}` names handler `{name}`, but {problem}")]
+    HandlerName {
+        /// The builder method, like `handler_middleware`.
+        setting: &'static str,
+        /// The name as given.
+        name: String,
+        /// What is wrong with it, listing the candidates.
+        problem: String,
+    },
 }
 
 /// A transport (SQS, in-memory) failed.

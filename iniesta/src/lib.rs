@@ -120,6 +120,7 @@ mod readme_doctests {}
 pub mod config;
 pub mod dead_letter;
 pub mod lock;
+pub mod middleware;
 pub mod testing;
 pub mod transport;
 
@@ -157,6 +158,10 @@ pub use transport::{SqsDetails, SystemAttributes};
 /// `E: Into<BoxError>`, and the future must be `Send`. Each mistake is a compile error at the
 /// argument, the return type or the function's name; so are empty or repeated keys and a `*`
 /// anywhere but at the end. A key claimed by two handlers fails [`AppBuilder::build`] naming both.
+///
+/// `concurrency = N` runs at most N deliveries of the handler at once, so a slow handler
+/// cannot take every one of the app's slots: `#[handler("Report.build", concurrency = 2)]`
+/// (see [`AppBuilder::handler_concurrency`], which can also set or override it).
 ///
 /// With a renamed dependency (or a facade crate that re-exports iniesta), name it:
 /// `#[handler("Event.key", crate = my_iniesta)]` (also `#[handlers(crate = my_iniesta)]` on an

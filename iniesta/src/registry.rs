@@ -18,6 +18,8 @@ pub struct Registration {
     pub file: &'static str,
     /// `line!()` at the declaration.
     pub line: u32,
+    /// `concurrency = N`: deliveries of this handler running at once, at most.
+    pub concurrency: Option<usize>,
     /// Builds the type-erased handler.
     pub make: fn() -> BoxedHandler,
 }

@@ -14,8 +14,9 @@ use crate::handler::{BoxedHandler, Handler};
 use crate::lock::{DEFAULT_LOCK_TTL, IdempotencyLock, LockPolicy, MemoryLock, OnLockLost};
 use crate::metrics::Metrics;
 use crate::metrics::export::{self, Registry};
+use crate::middleware::Middleware;
 use crate::pipeline::{Breaker, Pipeline};
-use crate::router::{RouteEntry, Router};
+use crate::router::{PerHandler, RouteEntry, Router};
 use crate::transport::{Capabilities, Transport};
 use crate::{IdempotencyKey, Result, States};
 
@@ -56,6 +57,7 @@ pub struct AppBuilder {
     ops: OpsConfig,
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
     dead_letter_after_receives: Option<u32>,
+    per_handler: PerHandler,
 }
 
 enum LockChoice {
@@ -78,6 +80,7 @@ impl Default for AppBuilder {
             ops: OpsConfig::default(),
             dead_letter: None,
             dead_letter_after_receives: None,
+            per_handler: PerHandler::default(),
         }
     }
 }
@@ -109,6 +112,7 @@ impl AppBuilder {
             fallback: false,
             handler: BoxedHandler::new(handler),
             location,
+            concurrency: None,
         });
         self
     }
@@ -122,7 +126,99 @@ impl AppBuilder {
             fallback: true,
             handler: BoxedHandler::new(handler),
             location,
+            concurrency: None,
         });
+        self
+    }
+
+    /// Runs `middleware` around every handler (see [`middleware`](crate::middleware)).
+    ///
+    /// Middleware added first runs outermost, and all app-wide middleware runs outside the
+    /// middleware of [`handler_middleware`](Self::handler_middleware).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use iniesta::{App, middleware};
+    ///
+    /// let builder = App::builder()
+    ///     // Runs first, so it sees what `on_error` and the handler did.
+    ///     .middleware(middleware::after(|msg, _, result| {
+    ///         tracing::debug!(message_id = msg.id(), ok = result.is_ok(), "done");
+    ///     }))
+    ///     .middleware(middleware::on_error(|msg, _, error| {
+    ///         tracing::warn!(message_id = msg.id(), %error, "failed");
+    ///     }));
+    /// # drop(builder);
+    /// ```
+    pub fn middleware(mut self, middleware: Middleware) -> Self {
+        self.per_handler.app_middleware.push(middleware);
+        self
+    }
+
+    /// Runs `middleware` around one handler, inside the app-wide middleware; several run in
+    /// the order added, the first outermost.
+    ///
+    /// `handler` is the handler's name as [`Context::handler_name`](crate::Context::handler_name)
+    /// reports it (`my_crate::users::user_updated`, `Billing::invoice_paid`), or the end of
+    /// that path after a `::` (`user_updated`, `users::user_updated`) when it names one
+    /// handler only.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails with [`RegistryError::HandlerName`] when the name matches
+    /// no handler, or several.
+    ///
+    /// # Examples
+    ///
+    /// ```rust,standalone_crate
+    /// use iniesta::{handler, middleware, App, Message};
+    ///
+    /// #[handler("Invoice.sent")]
+    /// async fn invoice_sent(msg: Message) {
+    ///     println!("invoice {}", msg.id());
+    /// }
+    ///
+    /// # fn main() {
+    /// let builder = App::builder().handler_middleware(
+    ///     "invoice_sent",
+    ///     middleware::before(|msg, _| tracing::info!(message_id = msg.id(), "invoice")),
+    /// );
+    /// # drop(builder);
+    /// # }
+    /// ```
+    pub fn handler_middleware(
+        mut self,
+        handler: impl Into<String>,
+        middleware: Middleware,
+    ) -> Self {
+        self.per_handler
+            .middleware
+            .push((handler.into(), middleware));
+        self
+    }
+
+    /// Runs at most `limit` deliveries of one handler at once (like
+    /// `#[handler("Key", concurrency = N)]`, which this overrides), so a slow handler cannot
+    /// take every one of the app's [`concurrency`](Self::concurrency) slots.
+    ///
+    /// A delivery that finds its handler at the limit gives its app slot back and waits,
+    /// its message's lease (and lock) kept alive: other handlers' messages keep being
+    /// received and handled meanwhile. A waiting delivery still counts as in flight, and the
+    /// consumer receives no more than four per app slot in flight; a backlog larger than that
+    /// of one limited handler holds up the others until it shrinks (give such a handler a
+    /// queue of its own). At shutdown, or when its lock is lost, a waiting delivery gives its
+    /// message back at once, unstarted. The [`handler_timeout`](Self::handler_timeout)
+    /// counts from when the handler starts.
+    ///
+    /// `handler` names the handler as for [`handler_middleware`](Self::handler_middleware).
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails when the name matches no handler or several
+    /// ([`RegistryError::HandlerName`]), or `limit` is 0 ([`ConfigError::Invalid`]).
+    pub fn handler_concurrency(mut self, handler: impl Into<String>, limit: usize) -> Self {
+        self.per_handler.concurrency.push((handler.into(), limit));
         self
     }
 
@@ -367,7 +463,8 @@ impl AppBuilder {
             );
         }
         entries.extend(self.entries);
-        let router = Router::build(entries)?;
+        let mut router = Router::build(entries)?;
+        router.apply(self.per_handler, &self.states)?;
         for route in router.routes() {
             route
                 .handler
@@ -557,6 +654,7 @@ impl fmt::Debug for AppBuilder {
                 "dead_letter_after_receives",
                 &self.dead_letter_after_receives,
             )
+            .field("per_handler", &self.per_handler)
             .finish_non_exhaustive()
     }
 }

@@ -90,6 +90,10 @@ impl Pipeline {
             max_attempts,
             delivery.lease.as_ref().and_then(Lease::fencing_token),
         );
+        let permit = match self.handler_permit(route, &mut delivery, &ctx).await {
+            Ok(permit) => permit,
+            Err(unstarted) => return self.settle_unstarted(delivery, unstarted, report).await,
+        };
         let finish = self
             .run_handler(
                 route,
@@ -99,6 +103,7 @@ impl Pipeline {
                 delivery.received_at,
             )
             .await;
+        drop(permit);
         let how = match finish {
             Finish::Succeeded => {
                 self.metrics.handled();
@@ -197,12 +202,7 @@ impl Pipeline {
     ) -> Finish {
         // The call itself runs inside the guarded future, so a panic while extracting
         // arguments is caught as well.
-        let call = async {
-            route
-                .handler
-                .call(message.clone(), ctx.clone(), &self.states)
-                .await
-        };
+        let call = async { route.call(message.clone(), ctx.clone(), &self.states).await };
         let mut handler = pin!(AssertUnwindSafe(call).catch_unwind());
         // A handler that finishes without waiting needs no lease keeper, timers or
         // cancellation; the rest get them, the keeper boxed to keep this future small.

@@ -9,6 +9,7 @@ mod breaker;
 mod consumer;
 mod deliver;
 mod delivery;
+mod handler_limit;
 mod lease;
 mod pause;
 mod settle;

@@ -1,13 +1,20 @@
 //! Event key to handler: exact keys, prefix patterns (`UserUpdated.*`), the fallback.
 
+mod per_handler;
 mod trie;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use crate::error::{Location, RegistryError};
-use crate::handler::BoxedHandler;
+use crate::handler::{BoxFuture, BoxedHandler};
+use crate::middleware::Chain;
 use crate::registry::Registration;
+use crate::{BoxError, Context, Message, States};
+pub(crate) use per_handler::PerHandler;
 use trie::PrefixTrie;
 
 /// A handler the router can pick, with where it was declared.
@@ -17,6 +24,26 @@ pub(crate) struct Route {
     pub(crate) location: Location,
     /// Shared with every `Context` of this handler, so naming it costs no allocation.
     pub(crate) name: Arc<str>,
+    /// The route's middleware around its handler, built once by `AppBuilder::build`; `None`
+    /// when it has none, and the handler is called directly.
+    pub(crate) chain: Option<Chain>,
+    /// The handler's own concurrency limit, when it has one.
+    pub(crate) limit: Option<Arc<Semaphore>>,
+}
+
+impl Route {
+    /// Runs the handler, through its middleware if it has any.
+    pub(crate) fn call(
+        &self,
+        msg: Message,
+        ctx: Context,
+        states: &States,
+    ) -> BoxFuture<'static, Result<(), BoxError>> {
+        match &self.chain {
+            Some(chain) => chain.run(msg, ctx),
+            None => self.handler.call(msg, ctx, states),
+        }
+    }
 }
 
 /// One handler declaration, from `#[handler]` or from the builder.
@@ -26,6 +53,8 @@ pub(crate) struct RouteEntry {
     pub(crate) fallback: bool,
     pub(crate) handler: BoxedHandler,
     pub(crate) location: Location,
+    /// Deliveries of this handler running at once, at most (`#[handler(.., concurrency = N)]`).
+    pub(crate) concurrency: Option<NonZeroUsize>,
 }
 
 impl RouteEntry {
@@ -44,6 +73,7 @@ impl RouteEntry {
                 file: registration.file.to_owned(),
                 line: registration.line,
             },
+            concurrency: registration.concurrency.and_then(NonZeroUsize::new),
         }
     }
 }
@@ -117,6 +147,8 @@ impl Router {
                 name: Arc::from(entry.location.name.as_str()),
                 handler: entry.handler,
                 location: entry.location,
+                chain: None,
+                limit: entry.concurrency.map(|n| Arc::new(Semaphore::new(n.get()))),
             });
         }
         router.exact = exact_owner
@@ -170,7 +202,6 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Message;
 
     fn entry(name: &str, keys: &[&str], fallback: bool) -> RouteEntry {
         RouteEntry {
@@ -182,6 +213,7 @@ mod tests {
                 file: "test.rs".into(),
                 line: 1,
             },
+            concurrency: None,
         }
     }
 

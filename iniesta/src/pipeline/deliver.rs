@@ -75,6 +75,7 @@ impl Pipeline {
                 error,
                 handler: Some(Arc::clone(&route.name)),
             };
+            self.metrics.finished(report.outcome, started);
             report.acked = self.settle(delivery, how).await;
             return report;
         }

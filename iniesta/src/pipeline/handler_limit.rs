@@ -96,6 +96,7 @@ impl Pipeline {
             }
         };
         report.error = Some(error.to_owned());
+        self.metrics.finished(report.outcome, delivery.received_at);
         report.acked = self.settle(delivery, Settle::Return).await;
         report
     }

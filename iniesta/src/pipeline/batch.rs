@@ -202,8 +202,10 @@ impl Pipeline {
     }
 
     async fn run_step(self: &Arc<Self>, step: Step) -> Report {
+        // A delivery that runs tells the breaker itself; the rest say nothing of the
+        // downstream, which the breaker still hears of (a trial counts them).
         let report = match step {
-            Step::Run(delivery) => self.deliver(delivery).await,
+            Step::Run(delivery) => return self.deliver(delivery).await,
             Step::Settle(delivery, how, outcome) => {
                 self.metrics.finished(outcome, delivery.received_at);
                 let mut report = Report::of(&delivery.message, outcome);

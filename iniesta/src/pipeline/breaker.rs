@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Outcome, PauseReason};
 use crate::config::CircuitBreaker;
 use crate::metrics::Metrics;
-use circuit::{Admit, CLOSED, Circuit, HALF_OPEN, OPEN, Transition, Verdict};
+pub(super) use circuit::Verdict;
+use circuit::{Admit, CLOSED, Circuit, HALF_OPEN, OPEN, Transition};
 use window::Window;
 
 /// The pipeline's circuit breaker; `Breaker::default()` is off and costs a branch.
@@ -63,8 +64,15 @@ impl Breaker {
     /// Counts one finished delivery (every delivery: off, it costs a branch).
     #[inline]
     pub(super) fn record(&self, outcome: Outcome) {
+        self.record_verdict(Verdict::of(outcome));
+    }
+
+    /// Counts one finished delivery whose verdict the caller knows better than its outcome
+    /// says (a permanent failure is `Failed` but says nothing of the downstream).
+    #[inline]
+    pub(super) fn record_verdict(&self, verdict: Verdict) {
         if let Some(on) = self.on.as_deref() {
-            on.record(outcome);
+            on.record(verdict);
         }
     }
 
@@ -131,8 +139,7 @@ impl Breaker {
 }
 
 impl On {
-    fn record(&self, outcome: Outcome) {
-        let verdict = Verdict::of(outcome);
+    fn record(&self, verdict: Verdict) {
         match self.state.load(Ordering::Acquire) {
             CLOSED if verdict != Verdict::Neither => {
                 let failures = self.window.push(verdict == Verdict::Failure);

@@ -10,6 +10,7 @@ use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
 use super::delivery::Delivery;
+use super::breaker::Verdict;
 use super::settle::Settle;
 use super::{CLEANUP_WINDOW, Outcome, Pipeline, Report};
 use crate::dead_letter::{DeadLetterReason, Permanent};
@@ -32,7 +33,20 @@ enum Finish {
 }
 
 impl Pipeline {
-    pub(super) async fn deliver(self: &Arc<Self>, mut delivery: Delivery) -> Report {
+    pub(super) async fn deliver(self: &Arc<Self>, delivery: Delivery) -> Report {
+        let mut verdict = Verdict::Neither;
+        let report = self.run_delivery(delivery, &mut verdict).await;
+        self.breaker.record_verdict(verdict);
+        report
+    }
+
+    /// [`deliver`](Self::deliver), telling the circuit breaker through `verdict` what the
+    /// handler's run says of the downstream.
+    async fn run_delivery(
+        self: &Arc<Self>,
+        mut delivery: Delivery,
+        verdict: &mut Verdict,
+    ) -> Report {
         // The std clock: tokio's, with its test clock compiled in, costs more per call.
         let started = std::time::Instant::now();
         let message = delivery.message.clone();
@@ -105,6 +119,12 @@ impl Pipeline {
             )
             .await;
         drop(permit);
+        *verdict = match &finish {
+            Finish::Succeeded => Verdict::Success,
+            Finish::Failed(_) | Finish::Panicked(_) | Finish::TimedOut(_) => Verdict::Failure,
+            // The message's fault, or the lock's, or shutdown: not the downstream's.
+            Finish::Permanent(_) | Finish::LockLost | Finish::Stopped => Verdict::Neither,
+        };
         let how = match finish {
             Finish::Succeeded => {
                 self.metrics.handled();

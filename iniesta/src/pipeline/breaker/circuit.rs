@@ -9,7 +9,7 @@ use crate::pipeline::{Outcome, PauseReason};
 
 /// What a delivery says about the health of what its handler calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     Success,
     Failure,
     /// About the message, the lock or shutdown: no handler, busy, already processed, corrupt,

@@ -97,6 +97,9 @@
 //! - `redis` (default): the Redis Redlock.
 //! - `test-util`: [`TestClient::advance`](testing::TestClient::advance), which moves tokio's
 //!   paused clock.
+//! - `otlp`: export the delivery spans over OTLP from the default subscriber of [`run`] and
+//!   [`App::from_env`], configured by the standard `OTEL_*` variables (see [`trace`]). Trace
+//!   context propagation works without it.
 
 mod app;
 mod backoff;
@@ -118,6 +121,7 @@ mod readme_doctests {}
 pub mod config;
 pub mod lock;
 pub mod testing;
+pub mod trace;
 pub mod transport;
 
 #[doc(hidden)]

@@ -297,6 +297,7 @@ impl AppBuilder {
             lock,
             policy: self.policy,
             config: self.consumer,
+            spans: crate::trace::span::DeliverySpans::new(&capabilities),
             capabilities,
             metrics: Arc::new(Metrics::new()),
             in_flight: Arc::default(),

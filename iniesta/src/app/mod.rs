@@ -79,6 +79,8 @@ impl App {
         });
         let result = Arc::clone(&self.pipeline).run().await;
         trigger.abort();
+        // The last spans leave before the process does.
+        crate::trace::flush().await;
         result
     }
 

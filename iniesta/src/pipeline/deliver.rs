@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::delivery::Delivery;
 use super::settle::Settle;
 use super::{CLEANUP_WINDOW, Outcome, Pipeline, Report};
 use crate::lock::{Lease, OnLockLost};
 use crate::router::Route;
+use crate::trace::span as trace;
 use crate::{BoxError, Context, Message};
 
 /// How a handler run ended.
@@ -40,7 +42,10 @@ impl Pipeline {
             );
             self.metrics.no_handler();
             report.outcome = Outcome::NoHandler;
-            self.settle(delivery, Settle::Leave).await;
+            let how = Settle::Leave;
+            self.settle(delivery, how)
+                .instrument(trace::settle(&how))
+                .await;
             return report;
         };
         report.handler = Some(Arc::clone(&route.name));
@@ -58,6 +63,7 @@ impl Pipeline {
                 delivery.lease.as_mut(),
                 delivery.received_at,
             )
+            .instrument(trace::handler(&route.name))
             .await;
         let how = match finish {
             Finish::Succeeded => {
@@ -94,7 +100,10 @@ impl Pipeline {
                 self.fail(&message, &ctx, error, &mut report)
             }
         };
-        report.acked = self.settle(delivery, how).await;
+        report.acked = self
+            .settle(delivery, how)
+            .instrument(trace::settle(&how))
+            .await;
         report
     }
 

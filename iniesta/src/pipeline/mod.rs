@@ -23,6 +23,7 @@ use crate::config::ConsumerConfig;
 use crate::lock::{IdempotencyLock, LockPolicy};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::router::Router;
+use crate::trace::span::DeliverySpans;
 use crate::transport::{Capabilities, Transport};
 
 pub(crate) use pause::Pause;
@@ -54,6 +55,24 @@ pub enum Outcome {
     Corrupt,
     /// Made visible again unhandled: shutdown, or an earlier message of its FIFO group failed.
     Returned,
+}
+
+impl Outcome {
+    /// The outcome in snake_case (`handled`, `lock_unavailable`, ...), as metrics and traces
+    /// label it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Handled => "handled",
+            Outcome::Failed => "failed",
+            Outcome::NoHandler => "no_handler",
+            Outcome::Busy => "busy",
+            Outcome::AlreadyProcessed => "already_processed",
+            Outcome::LockUnavailable => "lock_unavailable",
+            Outcome::LockLost => "lock_lost",
+            Outcome::Corrupt => "corrupt",
+            Outcome::Returned => "returned",
+        }
+    }
 }
 
 /// What the pipeline did with one delivery: returned by the test client, useful in logs.
@@ -109,6 +128,8 @@ pub(crate) struct Pipeline {
     pub(crate) policy: LockPolicy,
     pub(crate) config: ConsumerConfig,
     pub(crate) capabilities: Capabilities,
+    /// What every delivery span shares, built once.
+    pub(crate) spans: DeliverySpans,
     pub(crate) metrics: Arc<Metrics>,
     /// Deliveries received and not yet settled; each [`Slot`](slot::Slot) takes one back.
     pub(crate) in_flight: Arc<InFlight>,

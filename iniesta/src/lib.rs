@@ -98,6 +98,9 @@
 //! - `redis` (default): the Redis Redlock.
 //! - `test-util`: [`TestClient::advance`](testing::TestClient::advance), which moves tokio's
 //!   paused clock.
+//! - `otlp`: export the delivery spans over OTLP from the default subscriber of [`run`] and
+//!   [`App::from_env`], configured by the standard `OTEL_*` variables (see [`trace`]). Trace
+//!   context propagation works without it.
 
 mod app;
 mod backoff;
@@ -122,6 +125,7 @@ pub mod dead_letter;
 pub mod lock;
 pub mod middleware;
 pub mod testing;
+pub mod trace;
 pub mod transport;
 
 #[doc(hidden)]

@@ -509,6 +509,7 @@ impl AppBuilder {
             lock,
             policy: self.policy,
             config: self.consumer,
+            spans: crate::trace::span::DeliverySpans::new(&capabilities),
             capabilities,
             metrics,
             dead_letters,

@@ -1,12 +1,14 @@
 //! The log output the entry points (`iniesta::run`, `App::from_env`) install when the program
-//! has none: `RUST_LOG` (default `info`) to stderr, as text or JSON (`INIESTA_LOG_FORMAT`).
+//! has none: `RUST_LOG` (default `info`) to stderr, as text or JSON (`INIESTA_LOG_FORMAT`);
+//! with the `otlp` feature and the `OTEL_*` variables asking for it, span export too.
 //!
 //! `App::builder()` never installs one: a library user's program owns its subscriber.
 
 use std::io::IsTerminal;
 
+use tracing::Metadata;
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, FilterFn, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -48,18 +50,44 @@ pub(crate) fn install_default(format: LogFormat) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let (filter, rejected) = env_filter(rust_log.as_deref());
     let ansi = std::io::stderr().is_terminal();
+    // Spans are exported through the same filter as log lines.
+    let (export, export_warnings) = crate::trace::export_layer();
+    let export =
+        export.map(|layer| layer.with_filter(env_filter(rust_log.as_deref()).0.and(capped())));
     let installed = Registry::default()
-        .with(layer(format, ansi, std::io::stderr).with_filter(filter.and(capped())))
+        .with(export)
+        .with(layer(format, ansi, std::io::stderr).with_filter(log_filter(filter)))
         .try_init()
         .is_ok();
-    if installed && let Some(reason) = rejected {
+    if !installed {
+        return;
+    }
+    if let Some(reason) = rejected {
         tracing::warn!(
             rust_log = rust_log.as_deref().unwrap_or_default(),
             %reason,
             "RUST_LOG does not parse; logging at {DEFAULT_DIRECTIVES}"
         );
     }
+    for warning in export_warnings {
+        tracing::warn!("{warning}");
+    }
 }
+
+/// What the log lines show: `filter`, [`capped`], and no delivery spans. Those would prefix
+/// every line with a dozen span fields (each line names its message already), and cost a
+/// formatted string per delivery even when nothing inside logs.
+fn log_filter<S>(filter: EnvFilter) -> impl tracing_subscriber::layer::Filter<S> + Send + Sync
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let not_a_delivery_span =
+        FilterFn::new(|meta: &Metadata<'_>| !(meta.is_span() && meta.target() == SPAN_TARGET));
+    filter.and(capped()).and(not_a_delivery_span)
+}
+
+/// The target of iniesta's delivery spans.
+const SPAN_TARGET: &str = crate::trace::span::TARGET;
 
 /// `RUST_LOG`'s filter, or `info` with the parse error when it does not parse.
 fn env_filter(rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
@@ -136,7 +164,7 @@ mod tests {
         let (filter, rejected) = env_filter(rust_log);
         assert_eq!(rejected, None);
         let subscriber = Registry::default()
-            .with(layer(format, false, captured.clone()).with_filter(filter.and(capped())));
+            .with(layer(format, false, captured.clone()).with_filter(log_filter(filter)));
         tracing::subscriber::with_default(subscriber, emit);
         captured.text()
     }
@@ -189,6 +217,24 @@ mod tests {
         assert_eq!(lines[0]["fields"]["message"], "consuming");
         assert_eq!(lines[0]["fields"]["queue"], "orders");
         assert_eq!(lines[1]["level"], "WARN");
+    }
+
+    #[test]
+    fn delivery_spans_stay_out_of_log_lines() {
+        let out = capture(Some("trace"), LogFormat::Text, || {
+            let span = tracing::info_span!(target: "iniesta::trace", "process", messaging.message.id = "m-secret");
+            let _entered = span.enter();
+            tracing::info!(target: "my_service", "inside");
+            let mine = tracing::info_span!(target: "my_service", "my_span", tenant = "acme");
+            let _mine = mine.enter();
+            tracing::info!(target: "my_service", "nested");
+        });
+        assert!(out.contains("inside") && out.contains("nested"), "{out}");
+        assert!(
+            !out.contains("m-secret") && !out.contains("process"),
+            "{out}"
+        );
+        assert!(out.contains("my_span") && out.contains("acme"), "{out}");
     }
 
     #[test]

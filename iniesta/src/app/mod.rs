@@ -82,6 +82,8 @@ impl App {
         });
         let result = serve_and_run(self.listener, Arc::clone(&self.pipeline)).await;
         trigger.abort();
+        // The last spans leave before the process does.
+        crate::trace::flush().await;
         result
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+use tracing::{Instrument as _, Span};
 
 use super::delivery::Delivery;
 use super::settle::Settle;
@@ -13,6 +14,7 @@ use super::slot::Slot;
 use super::{Outcome, Pipeline, Report};
 use crate::dead_letter::DeadLetterReason;
 use crate::lock::Acquisition;
+use crate::trace::span as trace;
 use crate::{LockError, Message, RawMessage};
 
 /// A little past the holder's lock expiry, so the next receive does not find it still held.
@@ -34,6 +36,14 @@ impl Step {
         match self {
             Step::Run(d) | Step::Settle(d, ..) => d.message.group_id(),
             Step::Undecoded(_, group, _) => group.as_deref(),
+        }
+    }
+
+    /// The delivery span, to run the step inside.
+    fn take_span(&mut self) -> Span {
+        match self {
+            Step::Run(d) | Step::Settle(d, ..) => std::mem::replace(&mut d.span, Span::none()),
+            Step::Undecoded(..) => Span::none(),
         }
     }
 }
@@ -72,12 +82,16 @@ impl Pipeline {
             .zip(slots)
             .map(|(mut raw, slot)| match raw.corrupt.take() {
                 // The hot path moves the delivery into its message without copying.
-                None => Ok(Delivery {
-                    message: raw.into_message(&self.config.decode),
-                    lease: None,
-                    slot,
-                    received_at: at,
-                }),
+                None => {
+                    let message = raw.into_message(&self.config.decode);
+                    Ok(Delivery {
+                        span: self.spans.start(&message),
+                        message,
+                        lease: None,
+                        slot,
+                        received_at: at,
+                    })
+                }
                 Some(error) => {
                     self.metrics.corrupt();
                     // Corruption in transit passes and the queue's copy is intact: only a
@@ -88,14 +102,17 @@ impl Pipeline {
                             error: error.to_string(),
                             handler: None,
                         };
+                        let message = raw.into_message(&self.config.decode);
                         let delivery = Delivery {
-                            message: raw.into_message(&self.config.decode),
+                            span: self.spans.start(&message),
+                            message,
                             lease: None,
                             slot,
                             received_at: at,
                         };
                         return Err(Box::new(Step::Settle(delivery, how, Outcome::DeadLettered)));
                     }
+                    self.spans.corrupt(&raw.id);
                     tracing::error!(message_id = %raw.id, %error, "corrupt message: not handled, not deleted");
                     self.metrics.finished(Outcome::Corrupt, at);
                     let report = Report::undecoded(&raw.id, Outcome::Corrupt);
@@ -117,6 +134,17 @@ impl Pipeline {
             .map(|d| self.lock_key(&d.message))
             .collect();
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        // One lock span per delivery, all as long as the batch's one round trip; none (and no
+        // allocation) when nothing traces.
+        let lock_spans: Vec<Span> = if decoded.iter().flatten().all(|d| d.span.is_disabled()) {
+            Vec::new()
+        } else {
+            decoded
+                .iter()
+                .flatten()
+                .map(|d| trace::lock(&d.span))
+                .collect()
+        };
         let mut acquisitions = if key_refs.is_empty() {
             Vec::new()
         } else {
@@ -141,6 +169,10 @@ impl Pipeline {
                 })
             });
         }
+        for (span, acquisition) in lock_spans.iter().zip(&acquisitions) {
+            trace::record_lock(span, acquisition);
+        }
+        drop(lock_spans);
         let mut acquisitions = acquisitions.into_iter();
         decoded
             .into_iter()
@@ -201,7 +233,15 @@ impl Pipeline {
         }
     }
 
-    async fn run_step(self: &Arc<Self>, step: Step) -> Report {
+    /// Runs a step inside its delivery span, and records how it ended there.
+    async fn run_step(self: &Arc<Self>, mut step: Step) -> Report {
+        let span = step.take_span();
+        let report = self.run_untraced(step).instrument(span.clone()).await;
+        trace::finish(&span, &report);
+        report
+    }
+
+    async fn run_untraced(self: &Arc<Self>, step: Step) -> Report {
         // A delivery that runs tells the breaker itself; the rest say nothing of the
         // downstream, which the breaker still hears of (a trial counts them).
         let report = match step {
@@ -209,7 +249,8 @@ impl Pipeline {
             Step::Settle(delivery, how, outcome) => {
                 self.metrics.finished(outcome, delivery.received_at);
                 let mut report = Report::of(&delivery.message, outcome);
-                report.acked = self.settle(delivery, how).await;
+                let span = trace::settle(&how);
+                report.acked = self.settle(delivery, how).instrument(span).await;
                 report
             }
             Step::Undecoded(report, _, slot) => {
@@ -271,7 +312,7 @@ impl Pipeline {
     /// were not going to run settle as decided: an already processed one is acked, one that
     /// met an unavailable lock stays invisible.
     async fn return_unstarted(self: &Arc<Self>, step: Step) -> Report {
-        let delivery = match step {
+        let mut delivery = match step {
             Step::Run(delivery) => delivery,
             not_run => return self.run_step(not_run).await,
         };
@@ -280,7 +321,16 @@ impl Pipeline {
             .finished(Outcome::Returned, delivery.received_at);
         self.breaker.record(Outcome::Returned);
         let report = Report::of(&delivery.message, Outcome::Returned);
-        self.settle(delivery, Settle::Return).await;
+        let span = std::mem::replace(&mut delivery.span, Span::none());
+        let how = Settle::Return;
+        // The settle span is made inside the delivery span, so it is its child.
+        async {
+            let settle_span = trace::settle(&how);
+            self.settle(delivery, how).instrument(settle_span).await
+        }
+        .instrument(span.clone())
+        .await;
+        trace::finish(&span, &report);
         report
     }
 }

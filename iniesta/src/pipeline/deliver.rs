@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::delivery::Delivery;
 use super::breaker::Verdict;
@@ -16,6 +17,7 @@ use super::{CLEANUP_WINDOW, Outcome, Pipeline, Report};
 use crate::dead_letter::{DeadLetterReason, Permanent};
 use crate::lock::{Lease, OnLockLost};
 use crate::router::Route;
+use crate::trace::span as trace;
 use crate::{BoxError, Context, Message};
 
 /// How a handler run ended.
@@ -69,7 +71,8 @@ impl Pipeline {
             }
             report.outcome = outcome_of(&how, Outcome::NoHandler);
             self.metrics.finished(report.outcome, started);
-            report.acked = self.settle(delivery, how).await;
+            let span = trace::settle(&how);
+            report.acked = self.settle(delivery, how).instrument(span).await;
             return report;
         };
         report.handler = Some(Arc::clone(&route.name));
@@ -90,7 +93,8 @@ impl Pipeline {
                 handler: Some(Arc::clone(&route.name)),
             };
             self.metrics.finished(report.outcome, started);
-            report.acked = self.settle(delivery, how).await;
+            let span = trace::settle(&how);
+            report.acked = self.settle(delivery, how).instrument(span).await;
             return report;
         }
         // The handler's last attempt comes with whichever limit is lower: the sink's or the
@@ -117,6 +121,7 @@ impl Pipeline {
                 delivery.lease.as_mut(),
                 delivery.received_at,
             )
+            .instrument(trace::handler(&route.name))
             .await;
         drop(permit);
         *verdict = match &finish {
@@ -162,7 +167,8 @@ impl Pipeline {
             }
         };
         self.metrics.finished(report.outcome, started);
-        report.acked = self.settle(delivery, how).await;
+        let span = trace::settle(&how);
+        report.acked = self.settle(delivery, how).instrument(span).await;
         report
     }
 

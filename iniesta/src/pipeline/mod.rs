@@ -26,6 +26,7 @@ use crate::dead_letter::DeadLetters;
 use crate::lock::{IdempotencyLock, LockPolicy};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::router::Router;
+use crate::trace::span::DeliverySpans;
 use crate::transport::{Capabilities, Transport};
 
 pub(crate) use breaker::Breaker;
@@ -64,7 +65,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome in snake_case, as metrics label it (`handled`, `lock_unavailable`, ...).
+    /// The outcome in snake_case, as metrics and traces label it (`handled`,
+    /// `lock_unavailable`, ...).
     ///
     /// # Examples
     ///
@@ -140,6 +142,8 @@ pub(crate) struct Pipeline {
     pub(crate) policy: LockPolicy,
     pub(crate) config: ConsumerConfig,
     pub(crate) capabilities: Capabilities,
+    /// What every delivery span shares, built once.
+    pub(crate) spans: DeliverySpans,
     pub(crate) metrics: Arc<Metrics>,
     /// Where messages that cannot succeed go; `None`: they stay for the redrive policy.
     pub(crate) dead_letters: Option<DeadLetters>,

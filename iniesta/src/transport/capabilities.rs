@@ -12,6 +12,9 @@ use std::time::Duration;
 pub struct Capabilities {
     /// The queue (or stream) consumed, for logs and lock keys.
     pub name: String,
+    /// The broker, as OpenTelemetry's `messaging.system` names it (`aws_sqs`, `rabbitmq`,
+    /// `kafka`, ...): the delivery spans carry it.
+    pub system: &'static str,
     /// How long a delivery stays invisible to other consumers before it is redelivered, or
     /// `None` when the broker holds it until it is settled (a lease need not be extended).
     pub lease: Option<Duration>,
@@ -43,10 +46,11 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// The capabilities of a standard SQS queue with SQS's defaults (30 s visibility, 4 days
-    /// retention, no redrive policy), to be adjusted.
+    /// retention, no redrive policy, `messaging.system` `aws_sqs`), to be adjusted.
     pub fn sqs(name: impl Into<String>) -> Self {
         Capabilities {
             name: name.into(),
+            system: "aws_sqs",
             lease: Some(super::sqs::limits::DEFAULT_VISIBILITY),
             max_lease: Some(super::sqs::limits::MAX_VISIBILITY),
             max_deliveries: None,

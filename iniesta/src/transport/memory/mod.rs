@@ -177,7 +177,11 @@ impl MemoryQueue {
 
     /// Sends a message; returns its id. A FIFO duplicate within 5 minutes (same deduplication
     /// id, or same body when none is given) is accepted but not enqueued again.
-    pub fn send(&self, message: OutgoingMessage) -> String {
+    ///
+    /// Sent from inside a traced span (a handler's delivery span), the message carries its
+    /// trace context onward unless it has a `traceparent` already (see [`crate::trace::inject`]).
+    pub fn send(&self, mut message: OutgoingMessage) -> String {
+        crate::trace::inject_if_absent(&mut message);
         let number = self.inner.ids.fetch_add(1, Ordering::Relaxed) + 1;
         let id = format!("{}-{number:08}", self.inner.settings.name);
         // Content-based deduplication: the body's hash stands in for a missing id.
@@ -380,6 +384,8 @@ impl Transport for MemoryQueue {
     fn capabilities(&self) -> Capabilities {
         let settings = &self.inner.settings;
         let mut capabilities = Capabilities::sqs(settings.name.clone());
+        // The simulator is not SQS: traces must not mix it up with the real queue.
+        capabilities.system = "iniesta_memory";
         capabilities.lease = Some(settings.visibility_timeout);
         capabilities.max_deliveries = settings.max_receive_count;
         capabilities.ordered_groups = settings.fifo;

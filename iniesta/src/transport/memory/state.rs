@@ -50,6 +50,7 @@ impl Stored {
                 .group_id
                 .as_ref()
                 .map(|_| format!("{:020}", self.sequence)),
+            aws_trace_header: None,
         };
         (raw, system)
     }

@@ -103,6 +103,7 @@ fn system_attributes(attrs: &HashMap<MessageSystemAttributeName, String>) -> Sys
         message_group_id: get(MessageSystemAttributeName::MessageGroupId),
         deduplication_id: get(MessageSystemAttributeName::MessageDeduplicationId),
         sequence_number: get(MessageSystemAttributeName::SequenceNumber),
+        aws_trace_header: get(MessageSystemAttributeName::AwsTraceHeader),
     }
 }
 
@@ -206,6 +207,8 @@ mod tests {
         assert_eq!(queue_name_from_url("http://localhost:5000/123/q/"), "q");
     }
 
+    const XRAY: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+
     #[test]
     fn sdk_message_converts_with_attributes() {
         let message = SdkMessage::builder()
@@ -240,6 +243,7 @@ mod tests {
             .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
             .attributes(MessageSystemAttributeName::SentTimestamp, "1700000000123")
             .attributes(MessageSystemAttributeName::MessageGroupId, "g")
+            .attributes(MessageSystemAttributeName::AwsTraceHeader, XRAY)
             .build();
         let (raw, system, md5, sdk) = raw_message(message).unwrap();
         assert_eq!(raw.id, "m-1");
@@ -257,6 +261,7 @@ mod tests {
         assert_eq!(raw.sent_at, Some(sent));
         assert_eq!(system.sent_timestamp, Some(sent));
         assert_eq!(raw.group_id.as_deref(), Some("g"));
+        assert_eq!(system.aws_trace_header.as_deref(), Some(XRAY));
         assert_eq!(md5.as_deref(), Some("5d41402abc4b2a76b9719d911017c592"));
         assert_eq!(sdk.message_id(), Some("m-1"));
         assert_eq!(sdk.body(), None);

@@ -39,6 +39,9 @@ pub struct SystemAttributes {
     pub deduplication_id: Option<String>,
     /// `SequenceNumber` (FIFO queues).
     pub sequence_number: Option<String>,
+    /// `AWSTraceHeader`: the sender's X-Ray trace header, which the delivery span continues
+    /// when the message has no W3C `traceparent` (see [`trace`](crate::trace)).
+    pub aws_trace_header: Option<String>,
 }
 
 /// Unwraps an SNS envelope in place (SNS to SQS without raw delivery): the body becomes the

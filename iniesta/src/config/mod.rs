@@ -48,8 +48,8 @@
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
 //! `1h`) or a bare number of seconds (`1.5`).
 
-mod dead_letter;
 mod breaker;
+mod dead_letter;
 mod env;
 mod lock;
 mod log_format;
@@ -67,8 +67,8 @@ pub use crate::transport::sqs::{DEFAULT_QUEUE_NAME_TEMPLATE, SqsConfig};
 use env::Env;
 pub use log_format::LogFormat;
 
-pub use dead_letter::DeadLetterConfig;
 pub use breaker::CircuitBreaker;
+pub use dead_letter::DeadLetterConfig;
 pub use lock::LockConfig;
 pub use ops::OpsConfig;
 

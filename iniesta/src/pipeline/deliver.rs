@@ -10,8 +10,8 @@ use futures_util::FutureExt as _;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::delivery::Delivery;
 use super::breaker::Verdict;
+use super::delivery::Delivery;
 use super::settle::Settle;
 use super::{CLEANUP_WINDOW, Outcome, Pipeline, Report};
 use crate::dead_letter::{DeadLetterReason, Permanent};

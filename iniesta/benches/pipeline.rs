@@ -4,9 +4,13 @@
 //! batches of ten, decode (MD5 check included), route, run the handler, delete. Sending is
 //! outside the timing. Target on a 2-core machine: at least 500,000 messages/s.
 //!
-//! The `traced_*` cases run the same drain with a `tracing` subscriber that exports every
-//! delivery span through OpenTelemetry (`INFO` filter, batch processor, an exporter that drops
-//! what it gets): compare each with its untraced twin for the cost of tracing.
+//! The cases after the first three measure operations on (compare each with its twin above,
+//! in the same run): every app serves `/metrics` (`metrics_addr`, so iniesta's Prometheus
+//! recorder records every delivery), and
+//! - `observed_*` logs as `iniesta::run()`'s default subscriber does (text at `INFO`, the
+//!   delivery spans filtered out of log lines), to a sink;
+//! - `traced_*` exports every delivery span through OpenTelemetry (`INFO` filter, batch
+//!   processor, an exporter that drops what it gets).
 //!
 //! `cargo bench -p iniesta --bench pipeline`
 
@@ -22,6 +26,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::dispatcher::{self, DefaultGuard, Dispatch};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -31,8 +37,25 @@ mod support;
 use support::{MESSAGES, drain};
 
 fn run(runtime: &tokio::runtime::Runtime, lock: bool, concurrency: usize) -> Duration {
+    drain_with(runtime, lock, concurrency, false)
+}
+
+/// As [`run`], with iniesta's metrics listener on.
+fn run_observed(runtime: &tokio::runtime::Runtime, lock: bool, concurrency: usize) -> Duration {
+    drain_with(runtime, lock, concurrency, true)
+}
+
+fn drain_with(
+    runtime: &tokio::runtime::Runtime,
+    lock: bool,
+    concurrency: usize,
+    metrics: bool,
+) -> Duration {
     let (elapsed, _) = runtime.block_on(drain(|builder| {
-        let builder = builder.concurrency(concurrency);
+        let mut builder = builder.concurrency(concurrency);
+        if metrics {
+            builder = builder.metrics_addr(([127, 0, 0, 1], 0).into());
+        }
         if lock {
             builder
         } else {
@@ -74,6 +97,17 @@ fn traced_dispatch() -> (Dispatch, SdkTracerProvider) {
     (Dispatch::new(subscriber), provider)
 }
 
+/// Text logs at `INFO` to a sink, as `iniesta::run()`'s default subscriber writes them: its
+/// filter keeps the delivery spans (target `iniesta::trace`) out of log lines.
+fn logged_dispatch() -> Dispatch {
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(EnvFilter::new("info,iniesta::trace=off")),
+    );
+    Dispatch::new(subscriber)
+}
+
 /// Two workers, as the untraced runtime; with `dispatch`, every worker thread (and the caller
 /// of `block_on`, set where it is called) has it as its default subscriber.
 fn build_runtime(dispatch: Option<Dispatch>) -> tokio::runtime::Runtime {
@@ -104,18 +138,24 @@ fn pipeline(c: &mut Criterion) {
             b.iter_custom(|iters| (0..iters).map(|_| run(&runtime, lock, concurrency)).sum())
         });
     }
+    // From here on, metrics are on: the first app with a listener installs iniesta's
+    // Prometheus recorder as the process's, and every later app records into it.
+    //
     // tracing caches a callsite's interest when it is first hit, asking only the thread's
     // default subscriber while a single one exists: the untraced cases left iniesta's spans
-    // cached as never wanted. Ask again, with the traced subscriber as the default.
-    dispatcher::with_default(&dispatch, tracing::callsite::rebuild_interest_cache);
-    for (name, lock, concurrency) in [
-        ("traced_no_lock_concurrency_32", false, 32),
-        ("traced_memory_lock_concurrency_32", true, 32),
+    // cached as never wanted. Ask again, with each case's subscriber as the default.
+    let logged = logged_dispatch();
+    let logged_runtime = build_runtime(Some(logged.clone()));
+    for (name, subscriber, runtime, lock) in [
+        ("observed_no_lock_concurrency_32", &logged, &logged_runtime, false),
+        ("traced_no_lock_concurrency_32", &dispatch, &traced, false),
+        ("traced_memory_lock_concurrency_32", &dispatch, &traced, true),
     ] {
+        dispatcher::with_default(subscriber, tracing::callsite::rebuild_interest_cache);
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                dispatcher::with_default(&dispatch, || {
-                    (0..iters).map(|_| run(&traced, lock, concurrency)).sum()
+                dispatcher::with_default(subscriber, || {
+                    (0..iters).map(|_| run_observed(runtime, lock, 32)).sum()
                 })
             })
         });

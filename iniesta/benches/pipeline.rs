@@ -4,14 +4,16 @@
 //! batches of ten, decode (MD5 check included), route, run the handler, delete. Sending is
 //! outside the timing. Target on a 2-core machine: at least 500,000 messages/s.
 //!
-//! The cases after the first three measure operations on (compare each with its twin above,
-//! in the same run): every app serves `/metrics` (`metrics_addr`, so iniesta's Prometheus
-//! recorder records every delivery), and
-//! - `observed_*` logs as `iniesta::run()`'s default subscriber does (text at `INFO`, the
+//! The cases after the first three measure operations on; compare each with its twin above,
+//! in the same run:
+//! - `logged_*` logs as `iniesta::run()`'s default subscriber does (text at `INFO`, the
 //!   delivery spans filtered out of log lines), to a sink;
-//! - `traced_*` exports every delivery span through OpenTelemetry (`INFO` filter, batch
-//!   processor, an exporter that drops what it gets).
-//!
+//! - `metered_*` serves `/metrics` (`metrics_addr`: iniesta's Prometheus recorder records
+//!   every delivery), with no subscriber;
+//! - `observed_*` does both;
+//! - `traced_*` serves `/metrics` and exports every delivery span through OpenTelemetry
+//!   (`INFO` filter, batch processor, an exporter that drops what it gets).
+
 //! `cargo bench -p iniesta --bench pipeline`
 
 // criterion_group! generates an undocumented public function.
@@ -38,11 +40,6 @@ use support::{MESSAGES, drain};
 
 fn run(runtime: &tokio::runtime::Runtime, lock: bool, concurrency: usize) -> Duration {
     drain_with(runtime, lock, concurrency, false)
-}
-
-/// As [`run`], with iniesta's metrics listener on.
-fn run_observed(runtime: &tokio::runtime::Runtime, lock: bool, concurrency: usize) -> Duration {
-    drain_with(runtime, lock, concurrency, true)
 }
 
 fn drain_with(
@@ -138,24 +135,29 @@ fn pipeline(c: &mut Criterion) {
             b.iter_custom(|iters| (0..iters).map(|_| run(&runtime, lock, concurrency)).sum())
         });
     }
-    // From here on, metrics are on: the first app with a listener installs iniesta's
-    // Prometheus recorder as the process's, and every later app records into it.
-    //
     // tracing caches a callsite's interest when it is first hit, asking only the thread's
-    // default subscriber while a single one exists: the untraced cases left iniesta's spans
-    // cached as never wanted. Ask again, with each case's subscriber as the default.
+    // default subscriber while a single one exists: the cases above left iniesta's spans
+    // cached as never wanted. Each case asks again, with its subscriber as the default.
+    //
+    // `logged_*` comes first: the first app with a metrics listener installs iniesta's
+    // Prometheus recorder as the process's, and every later app records into it.
+    let none = Dispatch::none();
     let logged = logged_dispatch();
     let logged_runtime = build_runtime(Some(logged.clone()));
-    for (name, subscriber, runtime, lock) in [
-        ("observed_no_lock_concurrency_32", &logged, &logged_runtime, false),
-        ("traced_no_lock_concurrency_32", &dispatch, &traced, false),
-        ("traced_memory_lock_concurrency_32", &dispatch, &traced, true),
+    for (name, subscriber, runtime, lock, metrics) in [
+        ("logged_no_lock_concurrency_32", &logged, &logged_runtime, false, false),
+        ("metered_no_lock_concurrency_32", &none, &runtime, false, true),
+        ("observed_no_lock_concurrency_32", &logged, &logged_runtime, false, true),
+        ("traced_no_lock_concurrency_32", &dispatch, &traced, false, true),
+        ("traced_memory_lock_concurrency_32", &dispatch, &traced, true, true),
     ] {
         dispatcher::with_default(subscriber, tracing::callsite::rebuild_interest_cache);
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 dispatcher::with_default(subscriber, || {
-                    (0..iters).map(|_| run_observed(runtime, lock, 32)).sum()
+                    (0..iters)
+                        .map(|_| drain_with(runtime, lock, 32, metrics))
+                        .sum()
                 })
             })
         });

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Builds `examples/readme.rs` with `iniesta/otlp` and returns its own artifact (not the
-/// shared `examples/readme`, which the build without the feature writes too).
+/// Builds `examples/readme.rs` with every feature (`iniesta/otlp` among them) and returns the
+/// executable cargo names.
 fn build_example_with_otlp() -> PathBuf {
     // This test runs as <target>/<profile>/deps/ops_traces_otlp-<hash>.
     let exe = std::env::current_exe().unwrap();
@@ -30,8 +30,10 @@ fn build_example_with_otlp() -> PathBuf {
             "--quiet",
             "--example",
             "readme",
-            "--features",
-            "iniesta/otlp",
+            // The feature set of `cargo test --workspace --all-features` (which has `otlp`),
+            // so the build reuses the test build's `iniesta` instead of compiling another.
+            "--workspace",
+            "--all-features",
         ])
         .args(["--message-format", "json", "--target-dir"])
         .arg(target_dir)
@@ -42,7 +44,7 @@ fn build_example_with_otlp() -> PathBuf {
     let output = cargo.output().expect("cargo runs");
     assert!(
         output.status.success(),
-        "cargo build --example readme --features iniesta/otlp failed"
+        "cargo build --example readme --workspace --all-features failed"
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()

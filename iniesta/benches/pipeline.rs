@@ -145,11 +145,41 @@ fn pipeline(c: &mut Criterion) {
     let logged = logged_dispatch();
     let logged_runtime = build_runtime(Some(logged.clone()));
     for (name, subscriber, runtime, lock, metrics) in [
-        ("logged_no_lock_concurrency_32", &logged, &logged_runtime, false, false),
-        ("metered_no_lock_concurrency_32", &none, &runtime, false, true),
-        ("observed_no_lock_concurrency_32", &logged, &logged_runtime, false, true),
-        ("traced_no_lock_concurrency_32", &dispatch, &traced, false, true),
-        ("traced_memory_lock_concurrency_32", &dispatch, &traced, true, true),
+        (
+            "logged_no_lock_concurrency_32",
+            &logged,
+            &logged_runtime,
+            false,
+            false,
+        ),
+        (
+            "metered_no_lock_concurrency_32",
+            &none,
+            &runtime,
+            false,
+            true,
+        ),
+        (
+            "observed_no_lock_concurrency_32",
+            &logged,
+            &logged_runtime,
+            false,
+            true,
+        ),
+        (
+            "traced_no_lock_concurrency_32",
+            &dispatch,
+            &traced,
+            false,
+            true,
+        ),
+        (
+            "traced_memory_lock_concurrency_32",
+            &dispatch,
+            &traced,
+            true,
+            true,
+        ),
     ] {
         dispatcher::with_default(subscriber, tracing::callsite::rebuild_interest_cache);
         group.bench_function(name, |b| {

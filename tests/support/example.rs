@@ -27,7 +27,17 @@ pub fn build(name: &str) -> PathBuf {
     let mut cargo = std::process::Command::new(env!("CARGO"));
     cargo
         .current_dir(ROOT)
-        .args(["build", "--quiet", "--example", name, "--target-dir"])
+        // The feature set of `cargo test --workspace --all-features`, so the build reuses the
+        // test build's `iniesta` instead of compiling another.
+        .args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--all-features",
+            "--example",
+            name,
+        ])
+        .arg("--target-dir")
         .arg(target_dir);
     if profile_dir.ends_with("release") {
         cargo.arg("--release");

@@ -345,3 +345,45 @@ async fn an_aws_trace_header_from_sqs_becomes_the_parent() {
         SpanId::from_hex("53995c3f42cd8ad8").unwrap()
     );
 }
+
+async fn slow_ping() {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_given_back_before_its_handler_started_has_a_settle_span() {
+    let traces = Traces::install();
+    let queue = MemoryQueue::builder()
+        .name("waiting")
+        .wait_time(Duration::from_secs(1))
+        .build();
+    for _ in 0..2 {
+        queue.send(OutgoingMessage::new("Slow.demo"));
+    }
+    // A limit of one: the second delivery waits for the first, and shutdown gives it back.
+    let running = App::builder()
+        .registered_handlers(false)
+        .transport(queue.clone())
+        .handler("Slow.demo", slow_ping)
+        .handler_concurrency("slow_ping", 1)
+        .build()
+        .unwrap()
+        .spawn();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.shutdown_token().cancel();
+    running.wait().await.unwrap();
+
+    let spans = traces.spans();
+    let returned = spans
+        .iter()
+        .find(|s| {
+            s.name == "process waiting"
+                && attribute(s, "iniesta.outcome").is_some_and(|o| o.as_str() == "returned")
+        })
+        .unwrap_or_else(|| panic!("a returned delivery in {:#?}", names(&spans)));
+    let settle = spans
+        .iter()
+        .find(|s| s.name == "settle" && s.parent_span_id == returned.span_context.span_id())
+        .unwrap_or_else(|| panic!("a settle span under the returned delivery: {spans:#?}"));
+    assert_eq!(text(settle, "iniesta.settle"), "Return");
+}

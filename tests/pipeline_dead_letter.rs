@@ -7,6 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use iniesta::dead_letter::{
     DeadLetter, DeadLetterSink, ERROR_ATTRIBUTE, HANDLER_ATTRIBUTE, PACKED_ATTRIBUTES_ATTRIBUTE,
@@ -18,8 +19,11 @@ use iniesta::{
     AttributeValue, BoxError, BoxFuture, Context, Message, Outcome, OutgoingMessage, Permanent,
     PermanentExt, RawMessage, TransportError,
 };
+use metrics_exporter_prometheus::PrometheusBuilder;
 use support::app::builder;
-use support::wait::secs;
+use support::http::sample;
+use support::transport::FailingDeletes;
+use support::wait::{secs, wait_until};
 
 /// Counts its calls and fails each with `error`, permanent or not.
 fn failing(
@@ -302,16 +306,146 @@ async fn a_failing_sink_leaves_the_message_in_the_queue() {
     )
     .unwrap();
     let report = client.deliver(OutgoingMessage::new("A")).await;
-    assert_eq!(report.outcome, Outcome::DeadLettered);
+    assert_eq!(report.outcome, Outcome::Failed, "the sink did not take it");
     assert!(!report.acked, "not deleted");
     assert_eq!(client.queue().in_flight_len(), 1, "left to its lease");
     let metrics = client.metrics();
     assert_eq!((metrics.dead_lettered, metrics.dead_letter_failed), (0, 1));
     client.advance(secs(31)).await;
     let again = client.process_next().await.expect("received again");
-    assert_eq!(again.outcome, Outcome::DeadLettered);
+    assert_eq!(again.outcome, Outcome::Failed);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(client.queue().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_sink_reports_and_records_the_outcome_without_a_sink() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let scrape = recorder.handle();
+    let calls = Arc::new(AtomicU32::new(0));
+    // This test's runtime runs on one thread: every handle registers into this recorder.
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let client = TestClient::with_queue(
+        builder()
+            .dead_letter(Broken)
+            .dead_letter_after_receives(1)
+            .handler("A", failing(&calls, false)),
+        MemoryQueue::builder().name("failing-sink"),
+    )
+    .unwrap();
+    let failed = client.deliver(OutgoingMessage::new("A")).await;
+    assert_eq!(failed.outcome, Outcome::Failed);
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("the warehouse did not answer")
+    );
+    let unrouted = client.deliver(OutgoingMessage::new("Unknown")).await;
+    assert_eq!(unrouted.outcome, Outcome::NoHandler);
+    assert!(!failed.acked && !unrouted.acked);
+
+    let metrics = client.metrics();
+    assert_eq!((metrics.failed, metrics.no_handler), (1, 1));
+    assert_eq!((metrics.dead_lettered, metrics.dead_letter_failed), (0, 2));
+    let text = scrape.render();
+    let labels = |outcome| [("queue", "failing-sink"), ("outcome", outcome)];
+    for (name, outcome, expected) in [
+        ("iniesta_deliveries_total", "failed", 1.0),
+        ("iniesta_deliveries_total", "no_handler", 1.0),
+        ("messaging_process_duration_seconds_count", "failed", 1.0),
+        (
+            "messaging_process_duration_seconds_count",
+            "no_handler",
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            sample(&text, name, &labels(outcome)),
+            Some(expected),
+            "{name} {outcome}: {text}"
+        );
+    }
+    for name in [
+        "iniesta_deliveries_total",
+        "messaging_process_duration_seconds_count",
+    ] {
+        let dead_lettered = sample(&text, name, &labels("dead_lettered")).unwrap_or(0.0);
+        assert_eq!(dead_lettered, 0.0, "{name}: {text}");
+    }
+}
+
+/// A sink that stores each letter in `queue` after `delay`.
+struct Slow {
+    queue: MemoryQueue,
+    delay: Duration,
+}
+
+impl DeadLetterSink for Slow {
+    fn send(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            DeadLetterSink::send(&self.queue, letter).await
+        })
+    }
+
+    fn destination(&self) -> &str {
+        self.queue.name()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_send_ends_before_the_message_lease_does() {
+    let dlq = MemoryQueue::builder().name("dlq").build();
+    let calls = Arc::new(AtomicU32::new(0));
+    // 30 s visibility; the sink answers after a minute.
+    let client = TestClient::new(
+        builder()
+            .dead_letter(Slow {
+                queue: dlq.clone(),
+                delay: secs(60),
+            })
+            .handler("A", failing(&calls, true)),
+    )
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let report = client.deliver(OutgoingMessage::new("A")).await;
+    let took = started.elapsed();
+    assert!(
+        took < secs(30),
+        "the send was cut off within the lease: {took:?}"
+    );
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(!report.acked);
+    assert!(dlq.is_empty());
+    assert_eq!(
+        client.queue().in_flight_len(),
+        1,
+        "still invisible: nobody else received it meanwhile"
+    );
+    assert_eq!(client.metrics().dead_letter_failed, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_after_a_long_handler_run_gets_a_lease_of_its_own() {
+    let dlq = MemoryQueue::builder().name("dlq").build();
+    // The handler runs past three 30 s leases (the keeper extends them), then the sink takes
+    // 20 s: the send must not be cut off by a lease counted from the receipt.
+    let client = TestClient::new(
+        builder()
+            .dead_letter(Slow {
+                queue: dlq.clone(),
+                delay: secs(20),
+            })
+            .handler("A", |_: Message| async {
+                tokio::time::sleep(secs(100)).await;
+                Err::<(), _>(iniesta::permanent("no"))
+            }),
+    )
+    .unwrap();
+    let report = client.deliver(OutgoingMessage::new("A")).await;
+    assert_eq!(report.outcome, Outcome::DeadLettered);
+    assert!(report.acked);
+    assert!(client.queue().is_empty());
+    assert_eq!(dlq.len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -364,6 +498,55 @@ async fn a_dead_lettered_message_does_not_hold_back_its_fifo_group() {
     assert!(client.queue().is_empty());
     let letter = only_letter(&dlq).await;
     assert_eq!(letter.group_id.as_deref(), Some("g"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_whose_delete_failed_still_holds_back_its_fifo_group() {
+    let dlq = MemoryQueue::builder().name("dlq.fifo").fifo().build();
+    let queue = MemoryQueue::builder()
+        .name("orders.fifo")
+        .fifo()
+        .visibility_timeout(secs(30))
+        .wait_time(secs(1))
+        .build();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&handled);
+    let app = builder()
+        .transport(FailingDeletes {
+            queue: queue.clone(),
+            failures: AtomicU32::new(1),
+        })
+        .dead_letter(dlq.clone())
+        .handler("Bad", |_: Message| async {
+            Err::<(), _>(iniesta::permanent("no"))
+        })
+        .handler("Good", move |msg: Message| {
+            seen.lock()
+                .unwrap()
+                .push(msg.body_str().unwrap_or_default().to_owned());
+            async {}
+        })
+        .build()
+        .unwrap();
+    queue.send(OutgoingMessage::new("Bad").group_id("g").body("1"));
+    queue.send(OutgoingMessage::new("Good").group_id("g").body("2"));
+    let running = app.spawn();
+    // The sink stored "1" but its delete failed: it is still in the queue, ahead of "2".
+    tokio::time::sleep(secs(5)).await;
+    assert!(!dlq.is_empty());
+    assert!(
+        handled.lock().unwrap().is_empty(),
+        "\"2\" ran while \"1\" was still in the queue"
+    );
+    assert_eq!(queue.len(), 2);
+    // Once "1" is back, dead-lettered again and deleted, "2" runs.
+    wait_until("\"2\" handled", secs(120), || {
+        !handled.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(*handled.lock().unwrap(), ["2"]);
+    wait_until("the queue empty", secs(5), || queue.is_empty()).await;
+    running.shutdown_token().cancel();
 }
 
 #[test]

@@ -12,7 +12,9 @@ use iniesta::lock::{Acquisition, IdempotencyLock, Lease, MemoryLock};
 use iniesta::testing::TestClient;
 use iniesta::transport::MemoryQueue;
 use iniesta::{App, BoxFuture, LockError, Message, Outcome, OutgoingMessage, State, handler};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use support::app::builder;
+use support::http::sample;
 use support::wait::secs;
 
 /// How many of a handler run now, at most at once, and finished.
@@ -269,4 +271,81 @@ async fn without_a_limit_deliveries_of_one_handler_run_together() {
     }
     client.process_all().await;
     assert_eq!(gauges.slow.most(), 4);
+}
+
+/// A [`MemoryLock`] whose every acquisition answers after half a second (a slow lock server).
+#[derive(Debug, Default)]
+struct SlowToAnswer(MemoryLock);
+
+impl IdempotencyLock for SlowToAnswer {
+    fn acquire(&self, keys: &[&str]) -> BoxFuture<'_, Vec<Result<Acquisition, LockError>>> {
+        let acquired = self.0.acquire(keys);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            acquired.await
+        })
+    }
+
+    fn extend<'a>(&'a self, lease: &'a mut Lease) -> BoxFuture<'a, Result<bool, LockError>> {
+        self.0.extend(lease)
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), LockError>> {
+        self.0.release(lease)
+    }
+
+    fn mark_processed<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        self.0.mark_processed(key, ttl)
+    }
+
+    fn ttl(&self) -> Duration {
+        self.0.ttl()
+    }
+}
+
+async fn two_seconds() {
+    tokio::time::sleep(secs(2)).await;
+}
+
+/// On the real clock: process durations are read on the std clock, which a paused tokio clock
+/// does not move.
+#[tokio::test]
+async fn a_delivery_given_back_unstarted_is_timed_from_the_start_of_its_processing() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let scrape = recorder.handle();
+    // This test's runtime runs on one thread: every handle registers into this recorder.
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let queue = MemoryQueue::builder()
+        .name("unstarted-duration")
+        .wait_time(secs(1))
+        .build();
+    for _ in 0..2 {
+        queue.send(OutgoingMessage::new("Slow"));
+    }
+    let running = builder()
+        .transport(queue.clone())
+        .lock(SlowToAnswer::default())
+        .handler("Slow", two_seconds)
+        .handler_concurrency("two_seconds", 1)
+        .build()
+        .unwrap()
+        .spawn();
+    // Received at once, processing starts after the half-second lock round trip; one runs,
+    // the other waits until shutdown gives it back at one second.
+    tokio::time::sleep(secs(1)).await;
+    running.shutdown_token().cancel();
+    running.wait().await.unwrap();
+    let text = scrape.render();
+    let returned = [("queue", "unstarted-duration"), ("outcome", "returned")];
+    let count = sample(&text, "messaging_process_duration_seconds_count", &returned);
+    assert_eq!(count, Some(1.0), "{text}");
+    let took = sample(&text, "messaging_process_duration_seconds_sum", &returned).unwrap();
+    assert!(
+        (0.3..0.8).contains(&took),
+        "about half a second from the start of processing, not a second from receipt: {took}"
+    );
 }

@@ -116,3 +116,55 @@ impl Transport for Unreliable {
         self.queue.capabilities()
     }
 }
+
+/// A `MemoryQueue` whose first `failures` deletes fail (throttled, unreachable), each leaving
+/// its message in the queue.
+pub struct FailingDeletes {
+    pub queue: MemoryQueue,
+    pub failures: std::sync::atomic::AtomicU32,
+}
+
+impl Transport for FailingDeletes {
+    fn receive(
+        &self,
+        max: usize,
+    ) -> iniesta::BoxFuture<'_, Result<Vec<RawMessage>, TransportError>> {
+        self.queue.receive(max)
+    }
+
+    fn ack(&self, receipt: Receipt) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        use std::sync::atomic::Ordering;
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Box::pin(std::future::ready(Err(TransportError::Service {
+                operation: "DeleteMessage",
+                retryable: true,
+                source: "throttled".into(),
+            })));
+        }
+        self.queue.ack(receipt)
+    }
+
+    fn nack(
+        &self,
+        receipt: Receipt,
+        delay: Option<Duration>,
+    ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        self.queue.nack(receipt, delay)
+    }
+
+    fn extend(
+        &self,
+        receipt: Receipt,
+        by: Duration,
+    ) -> iniesta::BoxFuture<'_, Result<(), TransportError>> {
+        self.queue.extend(receipt, by)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.queue.capabilities()
+    }
+}

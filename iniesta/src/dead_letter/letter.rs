@@ -40,7 +40,8 @@ pub const MAX_ERROR_LEN: usize = 1024;
 pub enum DeadLetterReason {
     /// No handler for its event key and no fallback (`no_handler`).
     NoHandler,
-    /// Its body failed the MD5 check on two receives in a row or more (`corrupt`).
+    /// Its body failed the MD5 check on two receives in a row or more, on a queue without a
+    /// redrive policy of its own (`corrupt`). The letter carries the body as received.
     Corrupt,
     /// The handler returned a [`Permanent`](crate::Permanent) error (`permanent`).
     Permanent,
@@ -332,9 +333,9 @@ fn unpack(text: &str) -> Result<HashMap<String, AttributeValue>, UnpackError> {
         .collect()
 }
 
-/// `text` cut to `max` bytes at a character boundary, with the characters SQS refuses in
-/// attribute values (control characters other than tab and line breaks, `U+FFFE`, `U+FFFF`)
-/// replaced by `U+FFFD`.
+/// `text` within `max` bytes: when longer, cut at a character boundary and ended with `…`
+/// (counted in the `max`); with the characters SQS refuses in attribute values (control
+/// characters other than tab and line breaks, `U+FFFE`, `U+FFFF`) replaced by `U+FFFD`.
 fn clean_text(text: &str, max: usize) -> String {
     let mut cleaned: String = text
         .chars()
@@ -345,12 +346,13 @@ fn clean_text(text: &str, max: usize) -> String {
         })
         .collect();
     if cleaned.len() > max {
-        let mut end = max;
+        const ELLIPSIS: char = '…';
+        let mut end = max.saturating_sub(ELLIPSIS.len_utf8());
         while !cleaned.is_char_boundary(end) {
             end -= 1;
         }
         cleaned.truncate(end);
-        cleaned.push('…');
+        cleaned.push(ELLIPSIS);
     }
     cleaned
 }
@@ -421,9 +423,20 @@ mod tests {
         let long = "é".repeat(MAX_ERROR_LEN);
         let letter = DeadLetter::new(&message(1), DeadLetterReason::Permanent, "q")
             .with_error(format!("a\u{0}b{long}"));
-        assert!(letter.error.len() <= MAX_ERROR_LEN + '…'.len_utf8());
+        assert!(
+            letter.error.len() <= MAX_ERROR_LEN,
+            "{}",
+            letter.error.len()
+        );
         assert!(letter.error.starts_with("a\u{FFFD}b"));
         assert!(letter.error.ends_with('…'));
+        // An ASCII text one byte too long fills the limit exactly.
+        let cut = clean_text(&"x".repeat(MAX_ERROR_LEN + 1), MAX_ERROR_LEN);
+        assert_eq!(cut.len(), MAX_ERROR_LEN);
+        assert_eq!(
+            clean_text(&"x".repeat(MAX_ERROR_LEN), MAX_ERROR_LEN).len(),
+            MAX_ERROR_LEN
+        );
         let empty = DeadLetter::new(&message(1), DeadLetterReason::Permanent, "q");
         assert_eq!(
             empty.contract_attributes()[ERROR_ATTRIBUTE].as_str(),

@@ -7,9 +7,11 @@
 //! every message that
 //!
 //! - has no handler for its event key and there is no fallback (`no_handler`),
-//! - arrives with a body that fails its MD5 check for the second receive or more (`corrupt`;
-//!   the first such receive is left for a redelivery, since corruption in transit passes and
-//!   the queue's copy is intact),
+//! - arrives with a body that fails its MD5 check for the second receive or more, when the
+//!   queue has no redrive policy of its own (`corrupt`; the first such receive is left for a
+//!   redelivery, since corruption in transit passes and the queue's copy is intact; with a
+//!   redrive policy every corrupt receive is left, so the policy moves the intact copy; the
+//!   letter carries the body as received, which `iniesta_dlq_error` says),
 //! - made its handler return a [`Permanent`] error (`permanent`),
 //! - failed its `INIESTA_DEAD_LETTER_AFTER_RECEIVES`-th receive, or arrives with a higher
 //!   receive count after crashes (`max_receives`);

@@ -15,6 +15,7 @@ use crate::transport::sqs::{Target, classify, queue_name_from_url, sdk_attribute
 use crate::{AttributeValue, Result, TransportError};
 
 /// Longest a send to the dead-letter queue may take: the delivery's settling waits for it.
+/// The pipeline cuts it shorter still, a margin before the message's lease runs out.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a redrive holds a dead letter it received: long enough that one it had to skip is
 /// not received again in the same run.

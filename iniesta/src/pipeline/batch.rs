@@ -95,11 +95,18 @@ impl Pipeline {
                 Some(error) => {
                     self.metrics.corrupt();
                     // Corruption in transit passes and the queue's copy is intact: only a
-                    // body corrupt on a redelivery too is taken for a lasting fault.
-                    if raw.delivery_count >= 2 && self.dead_letters.is_some() {
+                    // body corrupt on a redelivery too is taken for a lasting fault. Even then
+                    // only this copy is known to be corrupt, and a dead letter would replace
+                    // the intact stored one: a queue with its own redrive policy moves that
+                    // copy itself. Without one nothing else would ever take it out, so it goes
+                    // to the sink as received, and the letter says so.
+                    if raw.delivery_count >= 2
+                        && self.dead_letters.is_some()
+                        && self.capabilities.max_deliveries.is_none()
+                    {
                         let how = Settle::DeadLetter {
                             reason: DeadLetterReason::Corrupt,
-                            error: error.to_string(),
+                            error: format!("body as received; failed its MD5 check: {error}"),
                             handler: None,
                         };
                         let message = raw.into_message(&self.config.decode);
@@ -110,7 +117,8 @@ impl Pipeline {
                             slot,
                             received_at: at,
                         };
-                        return Err(Box::new(Step::Settle(delivery, how, Outcome::DeadLettered)));
+                        // Corrupt, unless the sink takes it.
+                        return Err(Box::new(Step::Settle(delivery, how, Outcome::Corrupt)));
                     }
                     self.spans.corrupt(&raw.id);
                     tracing::error!(message_id = %raw.id, %error, "corrupt message: not handled, not deleted");
@@ -247,11 +255,10 @@ impl Pipeline {
         let report = match step {
             Step::Run(delivery) => return self.deliver(delivery).await,
             Step::Settle(delivery, how, outcome) => {
-                self.metrics.finished(outcome, delivery.received_at);
-                let mut report = Report::of(&delivery.message, outcome);
-                let span = trace::settle(&how);
-                report.acked = self.settle(delivery, how).instrument(span).await;
-                report
+                let report = Report::of(&delivery.message, outcome);
+                let received_at = delivery.received_at;
+                self.settle_reported(delivery, how, report, received_at)
+                    .await
             }
             Step::Undecoded(report, _, slot) => {
                 drop(slot);
@@ -296,11 +303,13 @@ impl Pipeline {
                     continue;
                 }
                 let report = self.run_step(step).await;
-                // A dead-lettered message left the queue, as a handled one did.
-                blocked = !matches!(
-                    report.outcome,
-                    Outcome::Handled | Outcome::AlreadyProcessed | Outcome::DeadLettered
-                );
+                // A dead-lettered message left the queue as a handled one did, once deleted:
+                // one the sink stored but whose delete failed comes back ahead of the rest.
+                blocked = match report.outcome {
+                    Outcome::Handled | Outcome::AlreadyProcessed => false,
+                    Outcome::DeadLettered => !report.acked,
+                    _ => true,
+                };
                 reports.push(report);
             }
             reports
@@ -317,19 +326,15 @@ impl Pipeline {
             not_run => return self.run_step(not_run).await,
         };
         self.metrics.returned();
-        self.metrics
-            .finished(Outcome::Returned, delivery.received_at);
         self.breaker.record(Outcome::Returned);
         let report = Report::of(&delivery.message, Outcome::Returned);
         let span = std::mem::replace(&mut delivery.span, Span::none());
-        let how = Settle::Return;
+        let received_at = delivery.received_at;
         // The settle span is made inside the delivery span, so it is its child.
-        async {
-            let settle_span = trace::settle(&how);
-            self.settle(delivery, how).instrument(settle_span).await
-        }
-        .instrument(span.clone())
-        .await;
+        let report = self
+            .settle_reported(delivery, Settle::Return, report, received_at)
+            .instrument(span.clone())
+            .await;
         trace::finish(&span, &report);
         report
     }

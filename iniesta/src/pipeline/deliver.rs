@@ -69,11 +69,8 @@ impl Pipeline {
                     "no handler and no fallback: left in the queue for its redrive policy"
                 );
             }
-            report.outcome = outcome_of(&how, Outcome::NoHandler);
-            self.metrics.finished(report.outcome, started);
-            let span = trace::settle(&how);
-            report.acked = self.settle(delivery, how).instrument(span).await;
-            return report;
+            report.outcome = Outcome::NoHandler;
+            return self.settle_reported(delivery, how, report, started).await;
         };
         report.handler = Some(Arc::clone(&route.name));
         // Crashes and lost leases spend receives without a failure to see: a delivery past
@@ -85,17 +82,15 @@ impl Pipeline {
                 "received {} times, over the limit of {limit} (INIESTA_DEAD_LETTER_AFTER_RECEIVES): earlier deliveries did not finish",
                 message.delivery_count()
             );
-            report.outcome = Outcome::DeadLettered;
+            // Failed, unless the sink takes it.
+            report.outcome = Outcome::Failed;
             report.error = Some(error.clone());
             let how = Settle::DeadLetter {
                 reason: DeadLetterReason::MaxReceives,
                 error,
                 handler: Some(Arc::clone(&route.name)),
             };
-            self.metrics.finished(report.outcome, started);
-            let span = trace::settle(&how);
-            report.acked = self.settle(delivery, how).instrument(span).await;
-            return report;
+            return self.settle_reported(delivery, how, report, started).await;
         }
         // The handler's last attempt comes with whichever limit is lower: the sink's or the
         // queue's redrive policy.
@@ -111,7 +106,11 @@ impl Pipeline {
         );
         let permit = match self.handler_permit(route, &mut delivery, &ctx).await {
             Ok(permit) => permit,
-            Err(unstarted) => return self.settle_unstarted(delivery, unstarted, report).await,
+            Err(unstarted) => {
+                return self
+                    .settle_unstarted(delivery, unstarted, report, started)
+                    .await;
+            }
         };
         let finish = self
             .run_handler(
@@ -166,10 +165,7 @@ impl Pipeline {
                 self.fail(&message, &ctx, error, false, &mut report)
             }
         };
-        self.metrics.finished(report.outcome, started);
-        let span = trace::settle(&how);
-        report.acked = self.settle(delivery, how).instrument(span).await;
-        report
+        self.settle_reported(delivery, how, report, started).await
     }
 
     /// A failed run: counted and logged; the message stays in the queue for a retry, unless
@@ -208,13 +204,14 @@ impl Pipeline {
             Settle::Retry
         };
         let fate = match (&how, permanent) {
-            (Settle::DeadLetter { .. }, _) => "sent to the dead-letter sink",
+            (Settle::DeadLetter { .. }, _) => "for the dead-letter sink",
             (Settle::Return, true) => "permanent: given back at once for the redrive policy",
             (_, true) => "permanent, but the queue has no redrive policy: it stays in the queue",
             _ => "the message stays in the queue",
         };
         self.log_failure(message, ctx, &error, fate);
-        report.outcome = outcome_of(&how, Outcome::Failed);
+        // Failed, unless the sink takes it.
+        report.outcome = Outcome::Failed;
         report.error = Some(error);
         how
     }
@@ -280,14 +277,6 @@ impl Pipeline {
             body = body.as_deref(),
             "handler failed: {fate}"
         );
-    }
-}
-
-/// The outcome to report for a settle: dead-lettered, or `otherwise`.
-fn outcome_of(how: &Settle, otherwise: Outcome) -> Outcome {
-    match how {
-        Settle::DeadLetter { .. } => Outcome::DeadLettered,
-        _ => otherwise,
     }
 }
 

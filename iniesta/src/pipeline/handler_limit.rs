@@ -75,12 +75,14 @@ impl Pipeline {
     }
 
     /// Gives back a delivery that never reached its handler, at once: it was not handled, so
-    /// it must neither wait out its lease nor be deleted.
+    /// it must neither wait out its lease nor be deleted. `started` is when its processing
+    /// started, as for a delivery that ran.
     pub(super) async fn settle_unstarted(
         &self,
         delivery: Delivery,
         why: Unstarted,
         mut report: Report,
+        started: std::time::Instant,
     ) -> Report {
         let error = match why {
             Unstarted::Stopping => {
@@ -96,8 +98,7 @@ impl Pipeline {
             }
         };
         report.error = Some(error.to_owned());
-        self.metrics.finished(report.outcome, delivery.received_at);
-        report.acked = self.settle(delivery, Settle::Return).await;
-        report
+        self.settle_reported(delivery, Settle::Return, report, started)
+            .await
     }
 }

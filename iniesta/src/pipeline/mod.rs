@@ -60,7 +60,9 @@ pub enum Outcome {
     /// Made visible again unhandled: shutdown, or an earlier message of its FIFO group failed.
     Returned,
     /// Sent to the dead-letter sink (see [`dead_letter`](crate::dead_letter)), then deleted;
-    /// [`Report::acked`] is `false` when the sink or the delete failed and the message stays.
+    /// [`Report::acked`] is `false` when the delete failed and the message stays. When the
+    /// sink fails, the delivery keeps the outcome it has without a sink (`Failed`, `NoHandler`
+    /// or `Corrupt`).
     DeadLettered,
 }
 

@@ -5,14 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Pipeline;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
 use super::delivery::Delivery;
+use super::{Outcome, Pipeline, Report};
+use crate::TransportError;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::lock::Lease;
+use crate::trace::span as trace;
 
 /// How long the processed marker lasts when the broker does not say how long it keeps a
 /// message: 14 days, the longest any SQS queue keeps one.
 const PROCESSED_TTL_WITHOUT_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// How long before its lease ends a dead-letter send is cut off (at most a fifth of the lease),
+/// so the delete that follows still holds a valid receipt.
+const DEAD_LETTER_MARGIN: Duration = Duration::from_secs(5);
 
 /// How a delivery is settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +43,8 @@ pub(super) enum Settle {
     /// unavailable).
     Leave,
     /// Send it to the dead-letter sink, then ack, then release; when the sink fails, leave it
-    /// as [`Settle::Leave`] does. Only chosen with a sink configured.
+    /// as [`Settle::Leave`] does (and the delivery keeps the outcome it would have had without
+    /// a sink). Only chosen with a sink configured.
     DeadLetter {
         reason: DeadLetterReason,
         /// The error as logged (never the body).
@@ -43,9 +53,54 @@ pub(super) enum Settle {
     },
 }
 
+/// What settling did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Settled {
+    /// The message was deleted from the queue.
+    acked: bool,
+    /// The dead-letter sink stored it.
+    dead_lettered: bool,
+}
+
 impl Pipeline {
-    /// Settles `delivery`; `true` when it was acked.
-    pub(super) async fn settle(&self, mut delivery: Delivery, how: Settle) -> bool {
+    /// Settles `delivery` as `how` in a `settle` span (a child of the current one), and ends
+    /// `report`: its outcome, recorded in the metrics with the time since `started`, and
+    /// whether it was acked.
+    ///
+    /// `report.outcome` comes in as the outcome without a sink (`Failed`, `NoHandler`,
+    /// `Corrupt` for a [`Settle::DeadLetter`]); it becomes `DeadLettered` here, and only here,
+    /// once the sink stored the message.
+    pub(super) async fn settle_reported(
+        &self,
+        delivery: Delivery,
+        how: Settle,
+        mut report: Report,
+        started: impl Into<std::time::Instant>,
+    ) -> Report {
+        let started = started.into();
+        let dead_letter = matches!(how, Settle::DeadLetter { .. });
+        // The outcome is known before settling, except a dead letter's: that one is the
+        // sink's answer, so its duration includes the send.
+        if !dead_letter {
+            self.metrics.finished(report.outcome, started);
+        }
+        let span = trace::settle(&how);
+        let settled = self.settle(delivery, how).instrument(span).await;
+        if settled.dead_lettered {
+            report.outcome = Outcome::DeadLettered;
+        }
+        if dead_letter {
+            self.metrics.finished(report.outcome, started);
+        }
+        report.acked = settled.acked;
+        report
+    }
+
+    async fn settle(&self, mut delivery: Delivery, how: Settle) -> Settled {
+        let acked = |acked| Settled {
+            acked,
+            dead_lettered: false,
+        };
         // Settling is I/O: the handler slot goes back to the pollers first.
         delivery.slot.free_handler();
         let lease = delivery.lease.take();
@@ -55,13 +110,13 @@ impl Pipeline {
                 if let Some(lease) = &lease {
                     self.mark_processed(message.id(), lease).await;
                 }
-                let acked = self.ack(&delivery).await;
+                let done = self.ack(&delivery).await;
                 self.release(lease).await;
-                acked
+                acked(done)
             }
             Settle::AlreadyDone => {
                 self.release(lease).await;
-                self.ack(&delivery).await
+                acked(self.ack(&delivery).await)
             }
             Settle::Retry => {
                 self.release(lease).await;
@@ -74,23 +129,23 @@ impl Pipeline {
                     self.nack(&delivery, Some(delay), "could not delay the retry")
                         .await;
                 }
-                false
+                Settled::default()
             }
             Settle::Return => {
                 self.release(lease).await;
                 self.nack(&delivery, None, "could not return the message")
                     .await;
-                false
+                Settled::default()
             }
             Settle::ReturnAfter(delay) => {
                 self.release(lease).await;
                 self.nack(&delivery, Some(delay), "could not delay the redelivery")
                     .await;
-                false
+                Settled::default()
             }
             Settle::Leave => {
                 self.release(lease).await;
-                false
+                Settled::default()
             }
             Settle::DeadLetter {
                 reason,
@@ -102,9 +157,12 @@ impl Pipeline {
                     .await;
                 // Acked before the release, as a handled message is: a duplicate delivery
                 // must not find it unlocked and still in the queue.
-                let acked = stored && self.ack(&delivery).await;
+                let done = stored && self.ack(&delivery).await;
                 self.release(lease).await;
-                acked
+                Settled {
+                    acked: done,
+                    dead_lettered: stored,
+                }
             }
         }
     }
@@ -151,7 +209,21 @@ impl Pipeline {
             letter = letter.with_handler(&*handler);
         }
         let destination = dead_letters.sink.destination();
-        match dead_letters.sink.send(letter).await {
+        // A sink may start its work when called: only once the lease is extended.
+        let sent = match self.dead_letter_deadline(delivery).await {
+            Err(stale) => Err(stale),
+            Ok(None) => dead_letters.sink.send(letter).await,
+            Ok(Some(deadline)) => tokio::time::timeout_at(deadline, dead_letters.sink.send(letter))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(TransportError::Service {
+                        operation: "dead-letter send",
+                        retryable: true,
+                        source: "no answer before the message's lease ran out".into(),
+                    })
+                }),
+        };
+        match sent {
             Ok(()) => {
                 self.metrics.dead_lettered();
                 tracing::warn!(
@@ -176,6 +248,48 @@ impl Pipeline {
                 false
             }
         }
+    }
+
+    /// Until when the dead-letter sink may take, or `None` when the broker has no lease.
+    ///
+    /// The lease keeper stopped with the handler, and a send may take a whole lease (the SQS
+    /// sink waits up to 30 s, SQS's default visibility timeout). Were the message to become
+    /// visible meanwhile, another consumer would receive it and the delete after the send
+    /// would carry a stale receipt. Capping the send by what is left of the lease since
+    /// receipt would not do: after a long handler run the keeper's extensions are all that is
+    /// left, and the send would never get a chance. So the lease is extended once, counted
+    /// from now whatever the handler took, and the send ends a margin before it runs out, so
+    /// the delete lands in time.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::InvalidReceipt`]: the message was received again; it must not be
+    /// sent (nor deleted) by this delivery.
+    async fn dead_letter_deadline(
+        &self,
+        delivery: &Delivery,
+    ) -> Result<Option<Instant>, TransportError> {
+        let Some(lease) = self.capabilities.lease else {
+            return Ok(None);
+        };
+        let asked = Instant::now();
+        let receipt = delivery.message.receipt().clone();
+        let until = match self.transport.extend(receipt, lease).await {
+            // The broker counts the new lease from when the request reached it, after `asked`.
+            Ok(()) => asked + lease,
+            Err(TransportError::InvalidReceipt) => return Err(TransportError::InvalidReceipt),
+            Err(error) => {
+                // The lease lasts at least as long as the broker gave it at receipt.
+                tracing::warn!(
+                    message_id = delivery.message.id(),
+                    %error,
+                    "could not extend the lease before the dead-letter send: it gets what is left"
+                );
+                delivery.received_at + lease
+            }
+        };
+        let margin = DEAD_LETTER_MARGIN.min(lease / 5);
+        Ok(Some(until.checked_sub(margin).unwrap_or(asked)))
     }
 
     async fn mark_processed(&self, message_id: &str, lease: &Lease) {

@@ -147,9 +147,19 @@ fn pipeline(c: &mut Criterion) {
     let logged = logged_dispatch();
     let logged_runtime = build_runtime(Some(logged.clone()));
     for (name, subscriber, runtime, lock) in [
-        ("observed_no_lock_concurrency_32", &logged, &logged_runtime, false),
+        (
+            "observed_no_lock_concurrency_32",
+            &logged,
+            &logged_runtime,
+            false,
+        ),
         ("traced_no_lock_concurrency_32", &dispatch, &traced, false),
-        ("traced_memory_lock_concurrency_32", &dispatch, &traced, true),
+        (
+            "traced_memory_lock_concurrency_32",
+            &dispatch,
+            &traced,
+            true,
+        ),
     ] {
         dispatcher::with_default(subscriber, tracing::callsite::rebuild_interest_cache);
         group.bench_function(name, |b| {

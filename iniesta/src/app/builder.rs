@@ -379,8 +379,9 @@ impl AppBuilder {
     }
 
     /// Liveness fails when a receive has been outstanding this long with no receive finished
-    /// meanwhile (`INIESTA_LIVENESS_STALL_AFTER`; default three long-poll waits plus 30 s,
-    /// 90 s on SQS).
+    /// meanwhile, or when every handler slot has been busy this long plus the handler timeout
+    /// with no delivery finished (`INIESTA_LIVENESS_STALL_AFTER`; default three long-poll
+    /// waits plus 30 s, 90 s on SQS).
     pub fn liveness_stall_after(mut self, after: Duration) -> Self {
         self.ops.stall_after = Some(after);
         self
@@ -419,7 +420,7 @@ impl AppBuilder {
         let registry = prometheus
             .as_ref()
             .map_or(Registry::Global, |(registry, _)| registry.clone());
-        let pipeline = self.into_pipeline_with(&registry)?;
+        let mut pipeline = self.into_pipeline_with(&registry)?;
         let listener = match (ops.metrics_addr, prometheus) {
             (Some(addr), Some((_, handle))) => {
                 let stall_after =
@@ -428,6 +429,7 @@ impl AppBuilder {
             }
             _ => None,
         };
+        pipeline.metrics_addr = listener.as_ref().map(crate::ops::Listener::addr);
         Ok(App {
             pipeline: Arc::new(pipeline),
             listener,
@@ -516,6 +518,7 @@ impl AppBuilder {
             in_flight: Arc::default(),
             pause: Arc::default(),
             breaker,
+            metrics_addr: None,
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
         })

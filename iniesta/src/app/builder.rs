@@ -1,4 +1,5 @@
-//! `AppBuilder`: handlers, state, transport, lock and settings, checked in `build()`.
+//! `AppBuilder`: handlers, state, transport, lock and settings, checked in `build()`; the
+//! operations settings (listener, circuit breaker, dead letters) are in `builder/ops.rs`.
 
 use std::fmt;
 use std::sync::Arc;

@@ -7,18 +7,15 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use iniesta::config::CircuitBreaker;
 use iniesta::lock::MemoryLock;
 use iniesta::transport::MemoryQueue;
-use iniesta::{Message, OutgoingMessage};
+use iniesta::{BoxError, Message, OutgoingMessage};
 use support::app::builder;
-use support::http::get;
+use support::http::{any_port, get};
 use support::lock::Refusing;
 use support::transport::Unreliable;
-use support::wait::secs;
-
-fn any_port() -> std::net::SocketAddr {
-    ([127, 0, 0, 1], 0).into()
-}
+use support::wait::{secs, wait_until};
 
 /// A queue with a 1 s long poll: the default stall threshold is 3 x 1 s + 30 s = 33 s.
 fn queue(name: &str) -> MemoryQueue {
@@ -156,5 +153,125 @@ async fn readiness_fails_while_receives_fail() {
     // The receive backoff is at most 20 s.
     tokio::time::sleep(secs(30)).await;
     assert_eq!(get(addr, "/health/ready").await.status, 200);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_fails_while_the_circuit_is_open_and_recovers() {
+    let queue = queue("ops-health-circuit");
+    for i in 0..6 {
+        queue.send(OutgoingMessage::new("Work").body(format!("m{i}")));
+    }
+    let up = Arc::new(AtomicBool::new(false));
+    let breaker = CircuitBreaker::default()
+        .with_threshold(3, 5)
+        .with_cooldown(secs(60))
+        .with_trial(1);
+    let app = builder()
+        .transport(queue.clone())
+        .concurrency(1)
+        .circuit_breaker(breaker)
+        .handler("Work", {
+            let up = Arc::clone(&up);
+            move |_: Message| {
+                let up = Arc::clone(&up);
+                async move {
+                    if up.load(Ordering::SeqCst) {
+                        Ok(())
+                    } else {
+                        Err::<(), BoxError>("downstream unavailable".into())
+                    }
+                }
+            }
+        })
+        .metrics_addr(any_port())
+        .build()
+        .unwrap()
+        .spawn();
+    let addr = app.metrics_addr().unwrap();
+    wait_until("the circuit to open", secs(5), || {
+        app.metrics().circuit_opened == 1
+    })
+    .await;
+    let ready = get(addr, "/health/ready").await;
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (
+            503,
+            "paused: circuit open: 3 of the last 3 deliveries failed\n"
+        )
+    );
+    // Held back on purpose: alive past the stall threshold.
+    tokio::time::sleep(secs(50)).await;
+    assert_eq!(get(addr, "/health/live").await.status, 200);
+    assert_eq!(get(addr, "/health/ready").await.status, 503);
+
+    // Past the cool-down the trial succeeds and the circuit closes.
+    up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(secs(20)).await;
+    let ready = get(addr, "/health/ready").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ok\n"));
+    wait_until("every message handled", secs(60), || queue.is_empty()).await;
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn liveness_fails_when_every_handler_slot_hangs() {
+    let queue = queue("ops-health-hung");
+    for i in 0..3 {
+        queue.send(OutgoingMessage::new("Work").body(format!("m{i}")));
+    }
+    let app = builder()
+        .transport(queue.clone())
+        .concurrency(2)
+        // A deadlock without a handler timeout: nothing ever finishes.
+        .handler("Work", |_: Message| std::future::pending::<()>())
+        .shutdown_grace(secs(1))
+        .metrics_addr(any_port())
+        .build()
+        .unwrap()
+        .spawn();
+    let addr = app.metrics_addr().unwrap();
+    wait_until("both slots taken", secs(5), || app.metrics().in_flight == 2).await;
+    tokio::time::sleep(secs(30)).await;
+    assert_eq!(
+        get(addr, "/health/live").await.status,
+        200,
+        "within the threshold"
+    );
+
+    tokio::time::sleep(secs(10)).await;
+    let live = get(addr, "/health/live").await;
+    assert_eq!(live.status, 503, "{live:?}");
+    assert!(
+        live.body
+            .starts_with("handlers stalled: all 2 handler slots busy"),
+        "{live:?}"
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_handlers_that_finish_stay_live() {
+    let queue = queue("ops-health-busy");
+    for i in 0..40 {
+        queue.send(OutgoingMessage::new("Work").body(format!("m{i}")));
+    }
+    let app = builder()
+        .transport(queue.clone())
+        .concurrency(2)
+        .handler("Work", |_: Message| tokio::time::sleep(secs(20)))
+        .metrics_addr(any_port())
+        .build()
+        .unwrap()
+        .spawn();
+    let addr = app.metrics_addr().unwrap();
+    // Every slot busy for minutes, but one delivery finishes every 20 s.
+    for _ in 0..6 {
+        tokio::time::sleep(secs(30)).await;
+        let live = get(addr, "/health/live").await;
+        assert_eq!(live.status, 200, "{live:?}");
+        assert_eq!(app.metrics().in_flight, 2);
+    }
     app.shutdown().await.unwrap();
 }

@@ -9,14 +9,9 @@ use std::time::Duration;
 use iniesta::transport::MemoryQueue;
 use iniesta::{BoxError, Message, OutgoingMessage};
 use support::app::builder;
-use support::http::{get, sample};
+use support::http::{any_port, get, sample};
 use support::wait::{secs, wait_until};
 use tokio::sync::Notify;
-
-/// An address the kernel picks a free port on.
-fn any_port() -> std::net::SocketAddr {
-    ([127, 0, 0, 1], 0).into()
-}
 
 #[tokio::test]
 async fn a_scrape_shows_the_metrics_with_queue_and_outcome_labels() {

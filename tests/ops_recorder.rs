@@ -1,5 +1,6 @@
 //! A program that installed its own `metrics` recorder: apps without a listener record into
-//! it; an app with a listener keeps its own Prometheus recorder and leaves the program's alone.
+//! it (the sampled gauges too, on a timer); an app with a listener keeps its own Prometheus
+//! recorder and leaves the program's alone.
 //! Its own binary: the global recorder can be set once per process.
 
 mod support;
@@ -11,7 +12,7 @@ use support::app::builder;
 use support::http::{get, sample};
 use support::wait::{secs, wait_until};
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_programs_recorder_gets_iniestas_metrics_unless_iniesta_serves_its_own() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let programs = recorder.handle();
@@ -27,6 +28,21 @@ async fn the_programs_recorder_gets_iniestas_metrics_unless_iniesta_serves_its_o
         .unwrap()
         .spawn();
     wait_until("handled", secs(5), || app.metrics().handled == 1).await;
+    // Nobody scrapes: the gauges read rather than counted are sampled every 10 s.
+    tokio::time::sleep(secs(11)).await;
+    let text = programs.render();
+    let q = [("queue", "ops-recorder-plain")];
+    assert_eq!(
+        sample(&text, "iniesta_in_flight_messages", &q),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "iniesta_paused", &q), Some(0.0), "{text}");
+    let since = sample(&text, "iniesta_since_last_receive_seconds", &q);
+    assert!(
+        since.is_some_and(|s| (0.0..11.0).contains(&s)),
+        "sampled after a receive: {text}"
+    );
     app.shutdown().await.unwrap();
     let text = programs.render();
     let handled = [("queue", "ops-recorder-plain"), ("outcome", "handled")];

@@ -1,6 +1,7 @@
 //! The circuit breaker on the SQS simulator under a paused clock: it opens after the threshold
 //! and receives nothing during the cool-down (messages keep their receive count), tries a
-//! trial, closes when the downstream recovers and opens again, for longer, when it does not.
+//! trial (and no more than it), closes when the downstream recovers and opens again, for
+//! longer, when it does not.
 
 mod support;
 
@@ -247,4 +248,113 @@ async fn deliveries_that_say_nothing_of_the_downstream_do_not_open_it() {
     );
     assert_eq!(metrics.circuit_opened, 0);
     assert_eq!(metrics.paused, None);
+}
+
+/// The in-memory queue with batches of two and nacks that take `nack_delay`: a failure then
+/// reaches the breaker well after its handler slot was given back (and taken again).
+struct SlowNacks {
+    queue: MemoryQueue,
+    nack_delay: Duration,
+}
+
+impl iniesta::transport::Transport for SlowNacks {
+    fn receive(
+        &self,
+        max: usize,
+    ) -> iniesta::BoxFuture<'_, Result<Vec<iniesta::RawMessage>, iniesta::TransportError>> {
+        self.queue.receive(max)
+    }
+
+    fn ack(
+        &self,
+        receipt: iniesta::Receipt,
+    ) -> iniesta::BoxFuture<'_, Result<(), iniesta::TransportError>> {
+        self.queue.ack(receipt)
+    }
+
+    fn nack(
+        &self,
+        receipt: iniesta::Receipt,
+        delay: Option<Duration>,
+    ) -> iniesta::BoxFuture<'_, Result<(), iniesta::TransportError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.nack_delay).await;
+            self.queue.nack(receipt, delay).await
+        })
+    }
+
+    fn extend(
+        &self,
+        receipt: iniesta::Receipt,
+        by: Duration,
+    ) -> iniesta::BoxFuture<'_, Result<(), iniesta::TransportError>> {
+        self.queue.extend(receipt, by)
+    }
+
+    fn capabilities(&self) -> iniesta::transport::Capabilities {
+        let mut capabilities = self.queue.capabilities();
+        capabilities.max_batch = 2;
+        capabilities
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poller_let_in_before_the_circuit_opened_does_not_receive_beside_the_trial() {
+    // Logs on, as in the other tests here: a thread without a subscriber registering the
+    // breaker's log callsites first could leave them off for the tests that read the logs.
+    let (_logs, _guard) = Logs::capture();
+    // Four slots, batches of two: two pollers. `Work` fails while the downstream is down;
+    // `Slow` sleeps for the milliseconds in its body.
+    let queue = MemoryQueue::builder()
+        .visibility_timeout(secs(300))
+        .wait_time(secs(1))
+        .build();
+    queue.send(OutgoingMessage::new("Work").body("f"));
+    for ms in [18_000, 18_010, 100_000, 100_000] {
+        queue.send(OutgoingMessage::new("Slow").body(ms.to_string()));
+    }
+    for i in 0..6 {
+        queue.send(OutgoingMessage::new("Work").body(format!("w{i}")));
+    }
+    let downstream = Downstream {
+        slow_when_up: Some(secs(5)),
+        ..Downstream::default()
+    };
+    let app = downstream
+        .route(builder())
+        .handler("Slow", |msg: Message| async move {
+            let ms: u64 = msg.body_str().unwrap().parse().unwrap();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        })
+        .transport(SlowNacks {
+            queue: queue.clone(),
+            nack_delay: secs(2),
+        })
+        .concurrency(4)
+        // A failure is given back with a delay, through the slow nack.
+        .retry_backoff(secs(1), secs(1))
+        .circuit_breaker(
+            CircuitBreaker::default()
+                .with_threshold(1, 1)
+                .with_cooldown(secs(10))
+                .with_trial(1),
+        )
+        .build()
+        .unwrap()
+        .spawn();
+    // The failure reaches the breaker at 2 s, while every slot is busy and both pollers wait
+    // for one, let in while it was closed.
+    tokio::time::sleep(secs(5)).await;
+    let open = app.metrics();
+    assert_eq!((open.circuit_opened, open.received), (1, 5), "{open:?}");
+    assert!(open.paused.is_some(), "{open:?}");
+    downstream.up.store(true, Ordering::SeqCst);
+
+    // At 18 s two slots free up, 10 ms apart: the first poller finds the circuit past its
+    // cool-down and takes the trial; the other, let in while closed, got both slots and
+    // must ask again rather than receive two beside the trial.
+    tokio::time::sleep(secs(14)).await;
+    let trial = app.metrics();
+    assert_eq!(trial.received, open.received + 1, "{trial:?}");
+    app.shutdown().await.unwrap();
 }

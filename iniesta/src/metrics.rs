@@ -186,9 +186,9 @@ impl Metrics {
 
     /// A receive failed with `error`: readiness reports the transport unreachable until the
     /// next receive succeeds.
-    pub(crate) fn receive_failed(&self, error: &crate::TransportError) {
+    pub(crate) fn receive_failed(&self) {
         self.receive_errors();
-        self.progress.receive_failed(error);
+        self.progress.receive_failed();
     }
 
     /// The poller state health checks read.
@@ -207,12 +207,15 @@ impl Metrics {
     }
 
     /// A delivery ended with `outcome`, its processing having started at `started`: one
-    /// counter and one histogram sample, by handles registered once per outcome.
+    /// counter and one histogram sample, by handles registered once per outcome; and the
+    /// liveness check hears that handlers make progress.
     ///
     /// Durations are read on the std clock (a tokio `Instant` converts for free): it is the
-    /// cheaper one per call, and metrics need no paused test clock.
+    /// cheaper one per call, and metrics need no paused test clock. Liveness is judged on
+    /// tokio's clock, so that it can be tested on the paused one.
     pub(crate) fn finished(&self, outcome: Outcome, started: impl Into<std::time::Instant>) {
         self.handles.finished(outcome, started.into());
+        self.progress.delivery_finished(self.started);
     }
 
     /// The ages of a received batch's messages, taken against one clock reading.

@@ -6,6 +6,11 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// An address the kernel picks a free port on.
+pub fn any_port() -> SocketAddr {
+    ([127, 0, 0, 1], 0).into()
+}
+
 /// A response: status code, `Content-Type` and body.
 #[derive(Debug)]
 pub struct Answer {

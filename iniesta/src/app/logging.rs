@@ -6,8 +6,8 @@
 
 use std::io::IsTerminal;
 
-use tracing::Metadata;
 use tracing::level_filters::LevelFilter;
+use tracing::{Dispatch, Metadata};
 use tracing_subscriber::filter::{EnvFilter, FilterExt, FilterFn, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -16,6 +16,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::config::LogFormat;
+use crate::trace::ExportLayer;
 
 /// The filter when `RUST_LOG` is unset.
 const DEFAULT_DIRECTIVES: &str = "info";
@@ -48,18 +49,11 @@ pub(crate) fn install_default(format: LogFormat) {
         return;
     }
     let rust_log = std::env::var("RUST_LOG").ok();
-    let (filter, rejected) = env_filter(rust_log.as_deref());
     let ansi = std::io::stderr().is_terminal();
-    // Spans are exported through the same filter as log lines.
     let (export, export_warnings) = crate::trace::export_layer();
-    let export =
-        export.map(|layer| layer.with_filter(env_filter(rust_log.as_deref()).0.and(capped())));
-    let installed = Registry::default()
-        .with(export)
-        .with(layer(format, ansi, std::io::stderr).with_filter(log_filter(filter)))
-        .try_init()
-        .is_ok();
-    if !installed {
+    let (dispatch, rejected) =
+        default_dispatch(rust_log.as_deref(), export, format, ansi, std::io::stderr);
+    if dispatch.try_init().is_err() {
         return;
     }
     if let Some(reason) = rejected {
@@ -72,6 +66,36 @@ pub(crate) fn install_default(format: LogFormat) {
     for warning in export_warnings {
         tracing::warn!("{warning}");
     }
+}
+
+/// The default subscriber: log lines to `writer` through [`log_filter`], and spans exported
+/// through `export`, when set, by the same filter; with `RUST_LOG`'s parse error, if any.
+fn default_dispatch<W>(
+    rust_log: Option<&str>,
+    export: Option<ExportLayer>,
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> (Dispatch, Option<String>)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let (filter, rejected) = env_filter(rust_log);
+    // No `Option` layer when nothing is exported: an absent layer still counts as one that
+    // wants every callsite, which turns the log filter's cached "never" for delivery spans
+    // into "sometimes" and runs every filter for three spans of every delivery.
+    let dispatch = match export {
+        Some(export) => {
+            let export = export.with_filter(env_filter(rust_log).0.and(capped()));
+            let log = layer(format, ansi, writer).with_filter(log_filter(filter));
+            Dispatch::new(Registry::default().with(export).with(log))
+        }
+        None => {
+            let log = layer(format, ansi, writer).with_filter(log_filter(filter));
+            Dispatch::new(Registry::default().with(log))
+        }
+    };
+    (dispatch, rejected)
 }
 
 /// What the log lines show: `filter`, [`capped`], and no delivery spans. Those would prefix
@@ -235,6 +259,34 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("my_span") && out.contains("acme"), "{out}");
+    }
+
+    /// The `'static` metadata of a span at `target`, as a callsite registers it.
+    fn span_metadata(delivery: bool) -> &'static Metadata<'static> {
+        tracing::subscriber::with_default(Registry::default(), || {
+            let span = if delivery {
+                tracing::info_span!(target: "iniesta::trace", "process")
+            } else {
+                tracing::info_span!(target: "my_service", "my_span")
+            };
+            span.metadata().expect("the registry enables every span")
+        })
+    }
+
+    #[test]
+    fn without_export_delivery_spans_are_never_wanted_once_and_for_all() {
+        let (dispatch, _) = default_dispatch(
+            Some("trace"),
+            None,
+            LogFormat::Text,
+            false,
+            Captured::default(),
+        );
+        // `never` is cached by the callsite: no filter runs for a delivery span again.
+        let delivery = dispatch.register_callsite(span_metadata(true));
+        assert!(delivery.is_never(), "{delivery:?}");
+        let mine = dispatch.register_callsite(span_metadata(false));
+        assert!(mine.is_always(), "{mine:?}");
     }
 
     #[test]

@@ -82,8 +82,6 @@ impl App {
         });
         let result = serve_and_run(self.listener, Arc::clone(&self.pipeline)).await;
         trigger.abort();
-        // The last spans leave before the process does.
-        crate::trace::flush().await;
         result
     }
 
@@ -188,16 +186,19 @@ impl RunningApp {
 }
 
 /// Runs the consumer with its metrics and health listener, which stops once the consumer has
-/// (readiness says `shutting down` meanwhile).
+/// (readiness says `shutting down` meanwhile); every way of running an app ends here.
 async fn serve_and_run(
     listener: Option<crate::ops::Listener>,
     pipeline: Arc<Pipeline>,
 ) -> Result<()> {
-    let serving = listener.map(|listener| listener.start(Arc::clone(&pipeline)));
+    let serving = match listener {
+        Some(listener) => listener.start(Arc::clone(&pipeline)),
+        None => crate::ops::sample_periodically(Arc::clone(&pipeline)),
+    };
     let result = pipeline.run().await;
-    if let Some(serving) = serving {
-        serving.stop().await;
-    }
+    serving.stop().await;
+    // The last spans leave before the process does, however the app was run.
+    crate::trace::flush().await;
     result
 }
 

@@ -39,7 +39,7 @@
 //! | `INIESTA_REDIS_TIMEOUT` | 500ms | timeout of every Redis call |
 //! | `INIESTA_LOG_FORMAT` | `text` | `json` for one JSON object per line (entry points only) |
 //! | `INIESTA_METRICS_ADDR` | none | `HOST:PORT` of the `/metrics` and `/health/*` listener |
-//! | `INIESTA_LIVENESS_STALL_AFTER` | 3 long polls + 30s | a receive outstanding this long fails liveness |
+//! | `INIESTA_LIVENESS_STALL_AFTER` | 3 long polls + 30s | a receive outstanding this long, or every handler slot busy with none finishing (plus the handler timeout), fails liveness |
 //! | `INIESTA_DEAD_LETTER_QUEUE_NAME` | off | send messages that cannot succeed to this SQS queue ([`dead_letter`](crate::dead_letter)) |
 //! | `INIESTA_DEAD_LETTER_AFTER_RECEIVES` | off | with a sink: dead-letter a message once it failed this many receives, 1-1000 |
 //! | `INIESTA_CIRCUIT_BREAKER` | `off` | `15/20`: stop receiving when 15 of the last 20 deliveries failed ([`CircuitBreaker`]) |

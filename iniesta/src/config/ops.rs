@@ -27,8 +27,9 @@ pub struct OpsConfig {
     /// (`INIESTA_METRICS_ADDR=HOST:PORT`; port 0 picks a free one). `None`: no listener.
     pub metrics_addr: Option<SocketAddr>,
     /// Liveness fails when a receive call has been outstanding and no receive finished for
-    /// this long (`INIESTA_LIVENESS_STALL_AFTER`). `None`: three long-poll waits plus 30 s
-    /// (90 s with SQS's 20 s wait).
+    /// this long, or when every handler slot has been busy with no delivery finished for
+    /// this long plus the handler timeout (`INIESTA_LIVENESS_STALL_AFTER`). `None`: three
+    /// long-poll waits plus 30 s (90 s with SQS's 20 s wait).
     pub stall_after: Option<Duration>,
 }
 

@@ -33,15 +33,16 @@ pub(crate) const RECEIVE_TO_ACK: &str = "iniesta_receive_to_ack_seconds";
 pub(crate) const DUPLICATES: &str = "iniesta_duplicates_suppressed_total";
 /// One lock round trip for a received batch (histogram).
 pub(crate) const LOCK_WAIT: &str = "iniesta_lock_wait_seconds";
-/// Deliveries received and not yet settled (gauge).
+/// Deliveries received and not yet settled (gauge), sampled.
 pub(crate) const IN_FLIGHT: &str = "iniesta_in_flight_messages";
 /// Unix time of the last successful receive (gauge).
 pub(crate) const LAST_RECEIVE: &str = "iniesta_last_receive_timestamp_seconds";
-/// Time since the last successful receive, sampled at scrape (gauge).
+/// Time since the last successful receive (gauge), sampled.
 pub(crate) const SINCE_LAST_RECEIVE: &str = "iniesta_since_last_receive_seconds";
-/// 1 while receiving is paused (gauge; `reason`), sampled at scrape.
+/// 1 while receiving is paused (gauge, no reason label: `/health/ready` and
+/// `MetricsSnapshot::paused` name the reason), sampled.
 pub(crate) const PAUSED: &str = "iniesta_paused";
-/// Requests the transport sent, by action (counter; `action`), sampled at scrape.
+/// Requests the transport sent, by action (counter; `action`), sampled.
 pub(crate) const TRANSPORT_REQUESTS: &str = "iniesta_transport_requests_total";
 
 /// Buckets of the duration histograms, in seconds: 1 ms to 5 min.
@@ -206,7 +207,8 @@ impl Handles {
         })
     }
 
-    /// Sets the gauges and counters that are read, not counted: called before each scrape.
+    /// Sets the gauges and counters that are read, not counted ("sampled" above): called
+    /// before each scrape of iniesta's listener, and every 10 s without one.
     pub(crate) fn sample(&self, sample: &Sample<'_>) {
         let q = || self.queue.clone();
         self.registry.register(|| {
@@ -265,7 +267,7 @@ fn describe() {
     );
     describe_gauge!(
         IN_FLIGHT,
-        "Deliveries received and not yet settled (sampled at scrape)."
+        "Deliveries received and not yet settled (sampled at each scrape, or every 10 s without iniesta's listener)."
     );
     describe_gauge!(
         LAST_RECEIVE,
@@ -275,7 +277,7 @@ fn describe() {
     describe_gauge!(
         SINCE_LAST_RECEIVE,
         Unit::Seconds,
-        "Time since the last successful receive (NaN before the first; sampled at scrape)."
+        "Time since the last successful receive (NaN before the first; sampled at each scrape, or every 10 s without iniesta's listener)."
     );
     describe_gauge!(
         PAUSED,

@@ -15,6 +15,9 @@ pub(super) struct Progress {
     last_progress: AtomicU64,
     /// Set by a failed receive, cleared by the next successful one.
     failing: AtomicBool,
+    /// Milliseconds after the start of the metrics when a delivery last finished, plus one
+    /// (0: none yet).
+    last_finished: AtomicU64,
 }
 
 /// What the pollers are doing, read by the health checks.
@@ -26,6 +29,8 @@ pub(crate) struct PollHealth {
     pub(crate) since_progress: Duration,
     /// The last receive failed: the transport cannot be reached now.
     pub(crate) failing: bool,
+    /// Time since a delivery last finished (since start-up when none did).
+    pub(crate) since_finished: Duration,
 }
 
 /// A receive call in flight; dropping it (answered, or abandoned at shutdown or a pause)
@@ -45,8 +50,17 @@ impl Drop for Receiving<'_> {
 
 impl Progress {
     fn stamp(&self, started: Instant) {
-        let since = started.elapsed().as_millis() as u64 + 1;
-        self.last_progress.store(since, Ordering::Relaxed);
+        self.last_progress.store(millis(started), Ordering::Relaxed);
+    }
+
+    /// A delivery finished (any outcome): the handler slots turn over.
+    pub(super) fn delivery_finished(&self, started: Instant) {
+        let now = millis(started);
+        // Read first: under load many deliveries finish per millisecond, and storing once
+        // per millisecond, not per delivery, keeps the line shared between the cores.
+        if self.last_finished.load(Ordering::Relaxed) != now {
+            self.last_finished.store(now, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn receiving(&self, started: Instant) -> Receiving<'_> {
@@ -65,22 +79,28 @@ impl Progress {
         }
     }
 
-    pub(super) fn receive_failed(&self, _error: &crate::TransportError) {
+    pub(super) fn receive_failed(&self) {
         self.failing.store(true, Ordering::Relaxed);
     }
 
     pub(super) fn health(&self, started: Instant) -> PollHealth {
         let elapsed = started.elapsed();
-        let since_progress = match self.last_progress.load(Ordering::Relaxed) {
+        let since = |stamp: &AtomicU64| match stamp.load(Ordering::Relaxed) {
             0 => elapsed,
             last => elapsed.saturating_sub(Duration::from_millis(last - 1)),
         };
         PollHealth {
             receiving: self.receiving.load(Ordering::Relaxed) > 0,
-            since_progress,
+            since_progress: since(&self.last_progress),
             failing: self.failing.load(Ordering::Relaxed),
+            since_finished: since(&self.last_finished),
         }
     }
+}
+
+/// Milliseconds since `started`, plus one: a stamp, where 0 means "never".
+fn millis(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64 + 1
 }
 
 #[cfg(test)]
@@ -106,10 +126,26 @@ mod tests {
     fn a_failure_lasts_until_the_next_success() {
         let progress = Progress::default();
         let start = Instant::now();
-        let error = crate::TransportError::Unsupported { operation: "test" };
-        progress.receive_failed(&error);
+        progress.receive_failed();
         assert!(progress.health(start).failing);
         progress.receive_succeeded();
         assert!(!progress.health(start).failing);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_delivery_restarts_the_handler_clock() {
+        let progress = Progress::default();
+        let start = Instant::now();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(
+            progress.health(start).since_finished,
+            Duration::from_secs(30)
+        );
+        progress.delivery_finished(start);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            progress.health(start).since_finished,
+            Duration::from_secs(5)
+        );
     }
 }

@@ -5,21 +5,21 @@ use std::time::Duration;
 
 use crate::PauseReason;
 use crate::metrics::PollHealth;
+use crate::transport::sqs::limits::MAX_WAIT_TIME;
 
 /// Added to three long-poll waits for the default stall threshold: room for a slow network
 /// and the SDK's own retries before a silent receive counts as stuck.
 const STALL_SLACK: Duration = Duration::from_secs(30);
-/// The long poll assumed when the transport does not say (SQS's longest).
-const DEFAULT_RECEIVE_WAIT: Duration = Duration::from_secs(20);
 
 /// How long a receive may stay outstanding, with nothing received meanwhile, before
 /// liveness fails: `configured`, else three long-poll waits plus 30 s (90 s on SQS's 20 s
-/// wait; the SQS transport itself gives up on a receive after its wait plus 15 s).
+/// wait; the SQS transport itself gives up on a receive after its wait plus 15 s). A
+/// transport that does not say how long it polls is assumed to poll as long as SQS can.
 pub(crate) fn stall_after(
     configured: Option<Duration>,
     receive_wait: Option<Duration>,
 ) -> Duration {
-    configured.unwrap_or_else(|| receive_wait.unwrap_or(DEFAULT_RECEIVE_WAIT) * 3 + STALL_SLACK)
+    configured.unwrap_or_else(|| receive_wait.unwrap_or(MAX_WAIT_TIME) * 3 + STALL_SLACK)
 }
 
 /// The state a health check reads.
@@ -29,11 +29,21 @@ pub(crate) struct Inputs {
     pub(crate) paused: Option<PauseReason>,
     pub(crate) stopping: bool,
     pub(crate) stall_after: Duration,
+    /// Deliveries received and not yet settled.
+    pub(crate) in_flight: u64,
+    /// The app's handler slots.
+    pub(crate) concurrency: usize,
+    pub(crate) handler_timeout: Option<Duration>,
 }
 
-/// Liveness: the pollers are not stuck. A receive outstanding with no receive finished for
-/// `stall_after` fails it, unless receiving is paused on purpose or shutting down. Pollers
-/// that wait for free handler slots (long handlers) have no receive outstanding: alive.
+/// Liveness: the pollers and the handlers are not stuck, unless receiving is paused on
+/// purpose or shutting down.
+///
+/// - Pollers: a receive outstanding with no receive finished for `stall_after` fails it.
+/// - Handlers: every handler slot busy (no receive can start) and, for `stall_after` plus
+///   the handler timeout, no delivery finished and no receive started or finished: the
+///   handlers hang (a deadlock, a call without a timeout). Handlers that run longer than
+///   that on purpose need a longer `stall_after` or a handler timeout.
 pub(crate) fn live(inputs: &Inputs) -> Result<(), String> {
     if inputs.paused.is_some() || inputs.stopping {
         return Ok(());
@@ -44,6 +54,19 @@ pub(crate) fn live(inputs: &Inputs) -> Result<(), String> {
             "pollers stalled: a receive has been outstanding for {}s (limit {}s)",
             poll.since_progress.as_secs(),
             inputs.stall_after.as_secs()
+        ));
+    }
+    let slots_full = inputs.in_flight >= inputs.concurrency as u64;
+    // Since the slots last turned over: a receive means a slot was free then.
+    let quiet = poll.since_finished.min(poll.since_progress);
+    let limit = inputs.stall_after + inputs.handler_timeout.unwrap_or_default();
+    if slots_full && quiet > limit {
+        return Err(format!(
+            "handlers stalled: all {} handler slots busy with no delivery finished for {}s \
+             (limit {}s)",
+            inputs.concurrency,
+            quiet.as_secs(),
+            limit.as_secs()
         ));
     }
     Ok(())
@@ -76,11 +99,23 @@ mod tests {
                 receiving,
                 since_progress: Duration::from_secs(since),
                 failing: false,
+                since_finished: Duration::from_secs(since),
             },
             paused: None,
             stopping: false,
             stall_after: Duration::from_secs(90),
+            in_flight: 0,
+            concurrency: 4,
+            handler_timeout: None,
         }
+    }
+
+    /// Every slot busy, nothing finished for `finished` s, no receive for `received` s.
+    fn slots_full(finished: u64, received: u64) -> Inputs {
+        let mut full = inputs(false, received);
+        full.poll.since_finished = Duration::from_secs(finished);
+        full.in_flight = 4;
+        full
     }
 
     #[test]
@@ -110,6 +145,28 @@ mod tests {
         let mut stopping = inputs(true, 10_000);
         stopping.stopping = true;
         assert!(live(&stopping).is_ok());
+    }
+
+    #[test]
+    fn full_slots_with_nothing_finishing_fail_liveness() {
+        assert!(live(&slots_full(89, 10_000)).is_ok());
+        let hung = live(&slots_full(91, 10_000)).unwrap_err();
+        assert!(hung.starts_with("handlers stalled: all 4"), "{hung}");
+        // A receive since: a slot was free then.
+        assert!(live(&slots_full(10_000, 30)).is_ok());
+        // A free slot: whatever runs, pollers can receive.
+        let mut free = slots_full(10_000, 10_000);
+        free.in_flight = 3;
+        assert!(live(&free).is_ok());
+        // Handlers may run for their timeout on top.
+        let mut timed = slots_full(150, 10_000);
+        timed.handler_timeout = Some(Duration::from_secs(60));
+        assert!(live(&timed).is_ok());
+        timed.poll.since_finished = Duration::from_secs(151);
+        assert!(live(&timed).is_err());
+        let mut paused = slots_full(10_000, 10_000);
+        paused.paused = Some(PauseReason::LockUnavailable);
+        assert!(live(&paused).is_ok(), "paused on purpose");
     }
 
     #[test]

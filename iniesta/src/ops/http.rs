@@ -16,7 +16,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::health::{self, Inputs};
-use crate::metrics::export::Sample;
 use crate::pipeline::Pipeline;
 
 /// How often histogram samples are folded into their buckets between scrapes, so an app
@@ -107,15 +106,7 @@ impl State {
     }
 
     fn metrics(&self) -> Response<Full<Bytes>> {
-        let pipeline = &self.pipeline;
-        let snapshot = pipeline.snapshot();
-        let requests = pipeline.transport.request_counts();
-        pipeline.metrics.handles().sample(&Sample {
-            in_flight: snapshot.in_flight,
-            since_last_receive: snapshot.since_last_receive,
-            paused: snapshot.paused.is_some(),
-            requests: &requests,
-        });
+        super::sample(&self.pipeline);
         let mut response = text(StatusCode::OK, self.prometheus.render());
         response
             .headers_mut()
@@ -127,9 +118,12 @@ impl State {
         let pipeline = &self.pipeline;
         Inputs {
             poll: pipeline.metrics.poll_health(),
-            paused: pipeline.pause.reason(),
+            paused: pipeline.paused(),
             stopping: pipeline.stopping.is_cancelled(),
             stall_after: self.stall_after,
+            in_flight: pipeline.in_flight.get(),
+            concurrency: pipeline.config.concurrency,
+            handler_timeout: pipeline.config.handler_timeout,
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! One HTTP/1.1 listener serves `GET /metrics` (Prometheus text), `GET /health/live` and
 //! `GET /health/ready` (200 `ok`, or 503 with a short reason). It starts with the app and
-//! stops when the consumer has stopped.
+//! stops when the consumer has stopped. Without it, the metrics that are read rather than
+//! counted are sampled on a timer instead, for the program's own recorder.
 
 mod health;
 mod http;
@@ -16,9 +17,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::export::Sample;
 use crate::pipeline::Pipeline;
 
 pub(crate) use health::stall_after;
+
+/// How often the sampled metrics are set when no listener scrapes them.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// A bound, not yet serving listener, made by `AppBuilder::build`.
 #[derive(Debug)]
@@ -78,8 +83,44 @@ impl Listener {
     }
 }
 
-/// A listener serving; stopped with the app, and when dropped: a consumer task that panics
-/// must not leave a listener behind that still answers "alive".
+/// Sets the metrics that are read, not counted (in flight, time since the last receive,
+/// paused, transport requests): at each scrape, or every [`SAMPLE_EVERY`] without a listener.
+fn sample(pipeline: &Pipeline) {
+    let snapshot = pipeline.snapshot();
+    let requests = pipeline.transport.request_counts();
+    pipeline.metrics.handles().sample(&Sample {
+        in_flight: snapshot.in_flight,
+        since_last_receive: snapshot.since_last_receive,
+        paused: snapshot.paused.is_some(),
+        requests: &requests,
+    });
+}
+
+/// Without a listener, samples [`sample`]'s metrics every 10 s (and once more at the end) so
+/// a program's own recorder gets them too; a scrape samples them otherwise.
+pub(crate) fn sample_periodically(pipeline: Arc<Pipeline>) -> Serving {
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        let first = tokio::time::Instant::now() + SAMPLE_EVERY;
+        let mut every = tokio::time::interval_at(first, SAMPLE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stopped.cancelled() => break,
+                _ = every.tick() => sample(&pipeline),
+            }
+        }
+        sample(&pipeline);
+    });
+    Serving {
+        stop,
+        task: Some(task),
+    }
+}
+
+/// A listener serving, or the sampler without one; stopped with the app, and when dropped: a
+/// consumer task that panics must not leave a listener behind that still answers "alive".
 #[derive(Debug)]
 pub(crate) struct Serving {
     stop: CancellationToken,
@@ -87,7 +128,8 @@ pub(crate) struct Serving {
 }
 
 impl Serving {
-    /// Stops accepting, closes open connections and waits for the listener to end.
+    /// Stops accepting, closes open connections and waits for the listener (or the sampler)
+    /// to end.
     pub(crate) async fn stop(mut self) {
         self.stop.cancel();
         if let Some(task) = self.task.take() {

@@ -82,9 +82,15 @@ impl Breaker {
         wanted: usize,
         stopping: &CancellationToken,
     ) -> Option<Admission<'_>> {
-        let unlimited = Admission { trial: None };
         let Some(on) = self.on.as_deref() else {
-            return Some(unlimited);
+            return Some(Admission {
+                on: None,
+                trial: None,
+            });
+        };
+        let unlimited = Admission {
+            on: Some(on),
+            trial: None,
         };
         let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
         loop {
@@ -99,7 +105,8 @@ impl Breaker {
                 Admit::All => return Some(unlimited),
                 Admit::Trial(share) => {
                     return Some(Admission {
-                        trial: Some((on, share as usize)),
+                        on: Some(on),
+                        trial: Some(share as usize),
                     });
                 }
                 Admit::Wait(until) => tokio::select! {
@@ -222,14 +229,27 @@ impl On {
 /// what is not received goes back when this is dropped.
 #[derive(Debug)]
 pub(super) struct Admission<'a> {
-    trial: Option<(&'a On, usize)>,
+    /// The breaker, when one is configured.
+    on: Option<&'a On>,
+    /// The trial's share not received yet; `None`: let in while closed, unlimited.
+    trial: Option<usize>,
 }
 
 impl Admission<'_> {
+    /// Whether this leave no longer holds: it was let in unlimited while the circuit was
+    /// closed, and the circuit has opened since. A poller that waited for handler slots past
+    /// an opening and its cool-down would otherwise receive a full batch during the trial.
+    pub(super) fn lapsed(&self) -> bool {
+        match (self.on, self.trial) {
+            (Some(on), None) => on.state.load(Ordering::Acquire) != CLOSED,
+            _ => false,
+        }
+    }
+
     /// Gives back the handler permits beyond the trial's share, so the receive asks for no
     /// more than it.
     pub(super) fn limit(&self, permits: &mut OwnedSemaphorePermit) {
-        let Some((_, share)) = self.trial else {
+        let Some(share) = self.trial else {
             return;
         };
         let extra = permits.num_permits().saturating_sub(share);
@@ -240,7 +260,7 @@ impl Admission<'_> {
 
     /// `count` messages were received on this leave.
     pub(super) fn received(&mut self, count: usize) {
-        if let Some((_, share)) = &mut self.trial {
+        if let Some(share) = &mut self.trial {
             *share = share.saturating_sub(count);
         }
     }
@@ -248,7 +268,7 @@ impl Admission<'_> {
 
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
-        if let Some((on, share)) = self.trial
+        if let (Some(on), Some(share)) = (self.on, self.trial)
             && share > 0
         {
             on.change(|c, _| {
@@ -299,5 +319,38 @@ mod tests {
         let both = pipeline.snapshot();
         pipeline.stopping.cancel();
         assert_eq!(both.paused, Some(PauseReason::LockUnavailable));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leave_taken_while_closed_lapses_once_the_circuit_opens() {
+        let cooldown = std::time::Duration::from_secs(10);
+        let pipeline = crate::App::builder()
+            .registered_handlers(false)
+            .transport(crate::transport::MemoryQueue::default())
+            .circuit_breaker(config(2, 3).with_cooldown(cooldown).with_trial(1))
+            .into_pipeline()
+            .unwrap();
+        let breaker = &pipeline.breaker;
+        let stopping = CancellationToken::new();
+        // Let in while closed, then waiting for handler slots while the circuit opens.
+        let closed = breaker.admit(10, &stopping).await.unwrap();
+        assert!(!closed.lapsed());
+        breaker.record(Outcome::Failed);
+        breaker.record(Outcome::Failed);
+        assert!(closed.lapsed(), "open: receive nothing");
+        // Past the cool-down another poller takes the trial; the old leave still does not
+        // hold, or it would receive a full batch beside the trial.
+        tokio::time::advance(cooldown).await;
+        let mut permits = std::sync::Arc::new(tokio::sync::Semaphore::new(10))
+            .try_acquire_many_owned(10)
+            .unwrap();
+        let trial = breaker.admit(10, &stopping).await.unwrap();
+        trial.limit(&mut permits);
+        assert_eq!(permits.num_permits(), 1);
+        assert!(!trial.lapsed());
+        assert!(closed.lapsed(), "half-open: only the trial receives");
+
+        let off = Breaker::default();
+        assert!(!off.admit(10, &stopping).await.unwrap().lapsed());
     }
 }

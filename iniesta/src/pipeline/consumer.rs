@@ -74,6 +74,12 @@ impl Pipeline {
             let Some(mut permits) = self.take_permits(semaphore).await else {
                 return;
             };
+            // Let in while closed, this poller may have waited for handler slots past an
+            // opening and its cool-down: ask the breaker again rather than receive a full
+            // batch beside the trial.
+            if admission.lapsed() {
+                continue;
+            }
             admission.limit(&mut permits);
             let wanted = permits.num_permits();
             let asked_at = Instant::now();
@@ -114,7 +120,7 @@ impl Pipeline {
                     });
                 }
                 Err(error) if error.is_retryable() => {
-                    self.metrics.receive_failed(&error);
+                    self.metrics.receive_failed();
                     let pause = backoff.next().unwrap_or(RECEIVE_BACKOFF_MAX);
                     tracing::warn!(%error, retry_in = ?pause, "receive failed; retrying");
                     drop(permits);
@@ -124,7 +130,7 @@ impl Pipeline {
                     }
                 }
                 Err(error) => {
-                    self.metrics.receive_failed(&error);
+                    self.metrics.receive_failed();
                     tracing::error!(%error, "receive failed permanently: stopping the consumer");
                     fatal
                         .lock()

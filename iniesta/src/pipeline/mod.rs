@@ -155,6 +155,9 @@ pub(crate) struct Pipeline {
     pub(crate) pause: Arc<Pause>,
     /// Receiving stops while handlers keep failing (when configured).
     pub(crate) breaker: Breaker,
+    /// Where the metrics and health listener is bound, when there is one (for the startup
+    /// log).
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     /// Shutdown was asked: stop polling, start nothing new.
     pub(crate) stopping: CancellationToken,
     /// The grace period is over: cancel running handlers and return their messages.
@@ -173,8 +176,13 @@ impl Pipeline {
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let mut snapshot = self.metrics.snapshot();
         snapshot.in_flight = self.in_flight.get();
-        // The lock's outage wins: receiving waits for both, and it is the one to fix.
-        snapshot.paused = self.pause.reason().or_else(|| self.breaker.reason());
+        snapshot.paused = self.paused();
         snapshot
+    }
+
+    /// Why the consumer does not receive right now: a lock outage or an open circuit. The
+    /// lock's outage wins: receiving waits for both, and it is the one to fix.
+    pub(crate) fn paused(&self) -> Option<PauseReason> {
+        self.pause.reason().or_else(|| self.breaker.reason())
     }
 }

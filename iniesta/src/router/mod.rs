@@ -29,9 +29,17 @@ pub(crate) struct Route {
     pub(crate) chain: Option<Chain>,
     /// The handler's own concurrency limit, when it has one.
     pub(crate) limit: Option<Arc<Semaphore>>,
+    /// The size `limit` was made with, for the startup log (its permits come and go).
+    pub(crate) limit_size: Option<NonZeroUsize>,
 }
 
 impl Route {
+    /// Gives the handler its own concurrency limit of `size` deliveries at once.
+    pub(crate) fn set_limit(&mut self, size: NonZeroUsize) {
+        self.limit = Some(Arc::new(Semaphore::new(size.get())));
+        self.limit_size = Some(size);
+    }
+
     /// Runs the handler, through its middleware if it has any.
     pub(crate) fn call(
         &self,
@@ -143,13 +151,18 @@ impl Router {
                 }
                 owners.insert(table_key.to_owned(), index);
             }
-            router.routes.push(Route {
+            let mut route = Route {
                 name: Arc::from(entry.location.name.as_str()),
                 handler: entry.handler,
                 location: entry.location,
                 chain: None,
-                limit: entry.concurrency.map(|n| Arc::new(Semaphore::new(n.get()))),
-            });
+                limit: None,
+                limit_size: None,
+            };
+            if let Some(size) = entry.concurrency {
+                route.set_limit(size);
+            }
+            router.routes.push(route);
         }
         router.exact = exact_owner
             .into_iter()
@@ -196,6 +209,18 @@ impl Router {
             keys.push(format!("(fallback) -> {}", self.routes[i].location.name));
         }
         keys
+    }
+
+    /// The handlers with a concurrency limit of their own (`handler=limit`), sorted, for the
+    /// startup log.
+    pub(crate) fn describe_limits(&self) -> Vec<String> {
+        let mut limits: Vec<String> = self
+            .routes
+            .iter()
+            .filter_map(|r| Some(format!("{}={}", r.location.name, r.limit_size?)))
+            .collect();
+        limits.sort();
+        limits
     }
 }
 

@@ -2,9 +2,6 @@
 //! limits, applied to the routes once when the app is built.
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
 
 use super::{Route, Router};
 use crate::error::{ConfigError, RegistryError};
@@ -42,7 +39,7 @@ impl Router {
                 expected: "a limit of at least 1 (leave it unset for no limit)".into(),
                 got: "0".into(),
             })?;
-            self.routes[index].limit = Some(Arc::new(Semaphore::new(limit.get())));
+            self.routes[index].set_limit(limit);
         }
         for (route, layers) in self.routes.iter_mut().zip(layers) {
             route.chain = Chain::new(layers, route.handler.clone(), states);

@@ -63,7 +63,7 @@ mod context;
 mod export;
 pub(crate) mod span;
 
-pub(crate) use export::{flush, layer as export_layer};
+pub(crate) use export::{ExportLayer, flush, layer as export_layer};
 
 /// The OpenTelemetry API iniesta's spans and trace context speak.
 #[doc(no_inline)]

@@ -13,7 +13,7 @@
 //! - `observed_*` does both;
 //! - `traced_*` serves `/metrics` and exports every delivery span through OpenTelemetry
 //!   (`INFO` filter, batch processor, an exporter that drops what it gets).
-
+//!
 //! `cargo bench -p iniesta --bench pipeline`
 
 // criterion_group! generates an undocumented public function.

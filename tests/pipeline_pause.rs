@@ -5,59 +5,13 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use iniesta::lock::{Acquisition, IdempotencyLock, Lease, MemoryLock};
+use iniesta::lock::MemoryLock;
 use iniesta::transport::MemoryQueue;
-use iniesta::{BoxFuture, LockError, Message, OutgoingMessage, PauseReason};
+use iniesta::{Message, OutgoingMessage, PauseReason};
 use support::app::builder;
+use support::lock::Refusing;
 use support::wait::secs;
-
-/// A lock whose servers answer a probe but refuse writes while `refusing` is set (Redis out of
-/// memory, or a read-only replica after a failover).
-struct ReadOnly {
-    inner: MemoryLock,
-    refusing: Arc<AtomicBool>,
-}
-
-impl IdempotencyLock for ReadOnly {
-    fn acquire(&self, keys: &[&str]) -> BoxFuture<'_, Vec<Result<Acquisition, LockError>>> {
-        if self.refusing.load(Ordering::SeqCst) {
-            let refused = keys
-                .iter()
-                .map(|_| {
-                    Err(LockError::NoQuorum {
-                        answered: 0,
-                        total: 1,
-                        needed: 1,
-                    })
-                })
-                .collect();
-            return Box::pin(std::future::ready(refused));
-        }
-        self.inner.acquire(keys)
-    }
-
-    fn extend<'a>(&'a self, lease: &'a mut Lease) -> BoxFuture<'a, Result<bool, LockError>> {
-        self.inner.extend(lease)
-    }
-
-    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), LockError>> {
-        self.inner.release(lease)
-    }
-
-    fn mark_processed<'a>(
-        &'a self,
-        key: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), LockError>> {
-        self.inner.mark_processed(key, ttl)
-    }
-
-    fn ttl(&self) -> Duration {
-        self.inner.ttl()
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_lock_that_answers_but_refuses_writes_keeps_the_consumer_paused() {
@@ -71,7 +25,7 @@ async fn a_lock_that_answers_but_refuses_writes_keeps_the_consumer_paused() {
     let refusing = Arc::new(AtomicBool::new(true));
     let app = builder()
         .transport(queue.clone())
-        .lock(ReadOnly {
+        .lock(Refusing {
             inner: MemoryLock::new(),
             refusing: Arc::clone(&refusing),
         })

@@ -241,12 +241,7 @@ impl Pipeline {
                 None => std::future::pending().await,
             }
         };
-        let lock_lost = async {
-            match self.policy.on_lock_lost {
-                OnLockLost::Cancel => ctx.lock_lost().await,
-                OnLockLost::RunOn => std::future::pending().await,
-            }
-        };
+        let lock_lost = self.cancelled_by_lock_loss(ctx);
         let cut_off = tokio::select! {
             biased;
             result = &mut handler => return finish(result),
@@ -259,6 +254,15 @@ impl Pipeline {
         ctx.cancel();
         let _ = tokio::time::timeout(CLEANUP_WINDOW, &mut handler).await;
         cut_off
+    }
+
+    /// Resolves when `ctx`'s lock is lost and the policy cancels
+    /// ([`OnLockLost::Cancel`]); never with [`OnLockLost::RunOn`].
+    pub(super) async fn cancelled_by_lock_loss(&self, ctx: &Context) {
+        match self.policy.on_lock_lost {
+            OnLockLost::Cancel => ctx.lock_lost().await,
+            OnLockLost::RunOn => std::future::pending().await,
+        }
     }
 
     fn log_failure(&self, message: &Message, ctx: &Context, error: &str, fate: &str) {

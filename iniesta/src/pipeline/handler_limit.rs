@@ -9,7 +9,6 @@ use super::delivery::Delivery;
 use super::settle::Settle;
 use super::{Outcome, Pipeline, Report};
 use crate::Context;
-use crate::lock::OnLockLost;
 use crate::router::Route;
 
 /// Why a delivery that waited for its handler's limit ends without running it.
@@ -31,7 +30,7 @@ impl Pipeline {
     /// # Errors
     ///
     /// The delivery ends unstarted: shutdown began, or its lock was lost (with
-    /// [`OnLockLost::Cancel`]).
+    /// [`OnLockLost::Cancel`](crate::lock::OnLockLost::Cancel)).
     pub(super) async fn handler_permit(
         &self,
         route: &Route,
@@ -56,12 +55,7 @@ impl Pipeline {
             delivery.lease.as_mut(),
             delivery.received_at,
         ));
-        let lock_lost = async {
-            match self.policy.on_lock_lost {
-                OnLockLost::Cancel => ctx.lock_lost().await,
-                OnLockLost::RunOn => std::future::pending().await,
-            }
-        };
+        let lock_lost = self.cancelled_by_lock_loss(ctx);
         tokio::select! {
             biased;
             () = self.stopping.cancelled() => Err(Unstarted::Stopping),

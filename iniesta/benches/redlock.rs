@@ -91,7 +91,7 @@ fn drain(
             .with_urls(servers.iter().map(Server::url))
             .with_fencing(fencing);
         let lock = Redlock::connect(&config).await.expect("redlock");
-        let (elapsed, metrics) = support::drain(|builder| {
+        let drained = support::drain(|builder| {
             builder
                 .lock(lock)
                 .processed_marker(marker)
@@ -99,8 +99,9 @@ fn drain(
         })
         .await;
         // Every message went through the lock: none skipped or left.
+        let metrics = drained.metrics;
         assert_eq!(metrics.busy + metrics.lock_unavailable, 0, "{metrics:?}");
-        elapsed
+        drained.elapsed
     })
 }
 

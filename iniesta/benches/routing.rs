@@ -51,10 +51,10 @@ fn routing(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| {
-                        let (elapsed, _) = runtime.block_on(drain_routes(&routes, |builder| {
+                        let drained = runtime.block_on(drain_routes(&routes, |builder| {
                             builder.concurrency(32).without_lock()
                         }));
-                        elapsed
+                        drained.elapsed
                     })
                     .sum()
             })

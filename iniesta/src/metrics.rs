@@ -1,6 +1,7 @@
 //! Counters of what the consumer did, cheap to update from every delivery, and the same facts
 //! through the [`metrics`](https://docs.rs/metrics) facade (see [`export`]).
 
+mod buffered;
 pub(crate) mod export;
 mod progress;
 

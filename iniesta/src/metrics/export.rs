@@ -15,6 +15,7 @@ use metrics_exporter_prometheus::{
 };
 use std::time::Instant;
 
+use super::buffered::BufferedHistogram;
 use crate::pipeline::Outcome;
 
 /// Time from the start of a delivery's processing to its outcome (histogram; `queue`,
@@ -63,8 +64,10 @@ const OUTCOME_SLOTS: usize = 16;
 #[derive(Clone, Debug)]
 pub(crate) enum Registry {
     /// The process's global recorder: the one the program installed, iniesta's Prometheus
-    /// recorder, or none (every handle a no-op).
+    /// recorder installed by an earlier app, or none (every handle a no-op).
     Global,
+    /// iniesta's own Prometheus recorder, installed as the global one by this app.
+    OwnGlobal,
     /// iniesta's own Prometheus recorder, when another one was global already.
     Local(Arc<PrometheusRecorder>),
 }
@@ -73,9 +76,15 @@ impl Registry {
     /// Runs `register` against this registry's recorder.
     pub(crate) fn register<T>(&self, register: impl FnOnce() -> T) -> T {
         match self {
-            Registry::Global => register(),
+            Registry::Global | Registry::OwnGlobal => register(),
             Registry::Local(recorder) => ::metrics::with_local_recorder(&**recorder, register),
         }
+    }
+
+    /// Whether only this app's listener renders the recorder, flushing the per-delivery
+    /// histograms' buffers first (see [`BufferedHistogram`]).
+    fn rendered_by_this_app(&self) -> bool {
+        !matches!(self, Registry::Global)
     }
 }
 
@@ -90,7 +99,7 @@ pub(crate) fn prometheus() -> (Registry, PrometheusHandle) {
         .build_recorder();
     let handle = recorder.handle();
     match ::metrics::set_global_recorder(recorder) {
-        Ok(()) => (Registry::Global, handle),
+        Ok(()) => (Registry::OwnGlobal, handle),
         Err(taken) => {
             tracing::warn!(
                 "a `metrics` recorder is installed already (the program's, or an earlier app's \
@@ -122,7 +131,7 @@ pub(super) fn counter(
 #[derive(Debug)]
 struct OutcomeHandles {
     deliveries: Counter,
-    duration: Histogram,
+    duration: BufferedHistogram,
 }
 
 /// The facade handles of one app, labelled with its queue.
@@ -131,8 +140,8 @@ pub(crate) struct Handles {
     registry: Registry,
     queue: SharedString,
     consumed: Counter,
-    message_age: Histogram,
-    receive_to_ack: Histogram,
+    message_age: BufferedHistogram,
+    receive_to_ack: BufferedHistogram,
     lock_wait: Histogram,
     duplicates_busy: Counter,
     duplicates_marker: Counter,
@@ -143,12 +152,14 @@ pub(crate) struct Handles {
 impl Handles {
     pub(super) fn register(registry: &Registry, queue: &SharedString) -> Self {
         let q = || queue.clone();
+        let buffered =
+            |histogram| BufferedHistogram::new(histogram, registry.rendered_by_this_app());
         registry.register(|| {
             describe();
             Handles {
                 consumed: ::metrics::counter!(CONSUMED, "queue" => q()),
-                message_age: ::metrics::histogram!(MESSAGE_AGE, "queue" => q()),
-                receive_to_ack: ::metrics::histogram!(RECEIVE_TO_ACK, "queue" => q()),
+                message_age: buffered(::metrics::histogram!(MESSAGE_AGE, "queue" => q())),
+                receive_to_ack: buffered(::metrics::histogram!(RECEIVE_TO_ACK, "queue" => q())),
                 lock_wait: ::metrics::histogram!(LOCK_WAIT, "queue" => q()),
                 duplicates_busy: ::metrics::counter!(DUPLICATES, "queue" => q(), "reason" => "lock_busy"),
                 duplicates_marker: ::metrics::counter!(DUPLICATES, "queue" => q(), "reason" => "processed_marker"),
@@ -195,6 +206,15 @@ impl Handles {
         self.lock_wait.record(waited);
     }
 
+    /// Hands every buffered histogram sample to the recorder.
+    fn flush(&self) {
+        self.message_age.flush();
+        self.receive_to_ack.flush();
+        for handles in self.outcomes.iter().filter_map(OnceLock::get) {
+            handles.duration.flush();
+        }
+    }
+
     fn outcome(&self, outcome: Outcome) -> &OutcomeHandles {
         // A fieldless enum: its discriminant indexes the table.
         let slot = (outcome as usize).min(OUTCOME_SLOTS - 1);
@@ -202,14 +222,19 @@ impl Handles {
             let label = outcome.as_str();
             self.registry.register(|| OutcomeHandles {
                 deliveries: ::metrics::counter!(DELIVERIES, "queue" => self.queue.clone(), "outcome" => label),
-                duration: ::metrics::histogram!(PROCESS_DURATION, "queue" => self.queue.clone(), "outcome" => label),
+                duration: BufferedHistogram::new(
+                    ::metrics::histogram!(PROCESS_DURATION, "queue" => self.queue.clone(), "outcome" => label),
+                    self.registry.rendered_by_this_app(),
+                ),
             })
         })
     }
 
-    /// Sets the gauges and counters that are read, not counted ("sampled" above): called
-    /// before each scrape of iniesta's listener, and every 10 s without one.
+    /// Sets the gauges and counters that are read, not counted ("sampled" above), and hands
+    /// the histograms' buffered samples to the recorder: called before each scrape of
+    /// iniesta's listener, and every 10 s without one.
     pub(crate) fn sample(&self, sample: &Sample<'_>) {
+        self.flush();
         let q = || self.queue.clone();
         self.registry.register(|| {
             ::metrics::gauge!(IN_FLIGHT, "queue" => q()).set(sample.in_flight as f64);
@@ -305,6 +330,7 @@ mod tests {
         handles.finished(Outcome::Handled, Instant::now());
         handles.finished(Outcome::Busy, Instant::now());
         handles.finished(Outcome::Busy, Instant::now());
+        handles.flush();
         let text = handle.render();
         assert!(
             text.contains(r#"iniesta_deliveries_total{queue="orders",outcome="busy"} 2"#),

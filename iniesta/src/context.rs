@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::producer::emit::Emitted;
+use crate::producer::{Destination, InvalidMessage};
+use crate::{Message, OutgoingMessage};
+
 /// What the runtime knows about the delivery being handled.
 ///
 /// Take it as a handler argument (it is an extractor) or read it from tests.
@@ -34,6 +38,9 @@ pub struct Context {
 
 struct Inner {
     handler: Arc<str>,
+    /// The message being handled: what emitted messages are caused by.
+    message: Message,
+    emitted: Emitted,
     attempt: u32,
     max_receive_count: Option<u32>,
     fencing_token: Option<u64>,
@@ -48,14 +55,16 @@ struct Inner {
 impl Context {
     pub(crate) fn new(
         handler: Arc<str>,
-        attempt: u32,
+        message: Message,
         max_receive_count: Option<u32>,
         fencing_token: Option<u64>,
     ) -> Self {
         Context {
             inner: Arc::new(Inner {
                 handler,
-                attempt,
+                attempt: message.delivery_count(),
+                message,
+                emitted: Emitted::default(),
                 max_receive_count,
                 fencing_token,
                 cancelled: AtomicBool::new(false),
@@ -126,6 +135,70 @@ impl Context {
         wait_for(&self.inner.cancel, &self.inner.cancelled).await;
     }
 
+    /// Sends `message` to the queue `queue` (a name; a URL for SQS) once the handler has
+    /// succeeded; nothing is sent when it fails, panics, times out or is cancelled.
+    ///
+    /// The message is caused by the one being handled: it carries that one's correlation id
+    /// on and names it as the cause, and its own id is derived from the handled message and
+    /// its place among this handler's sends, so a run again after a failure sends the same
+    /// ids (see [`producer`](crate::producer)). The sends happen before the handled message
+    /// is acked; if one fails, the delivery fails and is retried.
+    ///
+    /// # Errors
+    ///
+    /// The message breaks SQS's rules (checked now, nothing held).
+    ///
+    /// # Examples
+    ///
+    /// ```rust,standalone_crate
+    /// use iniesta::{Context, Json, OutgoingMessage};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Order { id: u64 }
+    ///
+    /// #[iniesta::handler("OrderPaid.shop")]
+    /// async fn paid(Json(order): Json<Order>, ctx: Context) -> Result<(), iniesta::BoxError> {
+    ///     let next = OutgoingMessage::new("ShipmentRequested.shop")
+    ///         .json(&serde_json::json!({ "order": order.id }));
+    ///     ctx.send("shipping", next)?;
+    ///     Ok(())
+    /// }
+    /// # fn main() {}
+    /// ```
+    pub fn send(
+        &self,
+        queue: impl Into<String>,
+        message: OutgoingMessage,
+    ) -> Result<(), InvalidMessage> {
+        let inner = &self.inner;
+        inner
+            .emitted
+            .hold(&inner.message, Destination::Queue(queue.into()), message)
+    }
+
+    /// Publishes `message` to the topic `topic` (an SNS topic ARN) once the handler has
+    /// succeeded, as [`send`](Self::send) does for queues. The app's producer must serve
+    /// topics.
+    ///
+    /// # Errors
+    ///
+    /// The message breaks the rules messages follow (checked now, nothing held).
+    pub fn publish(
+        &self,
+        topic: impl Into<String>,
+        message: OutgoingMessage,
+    ) -> Result<(), InvalidMessage> {
+        let inner = &self.inner;
+        inner
+            .emitted
+            .hold(&inner.message, Destination::Topic(topic.into()), message)
+    }
+
+    /// The messages held by [`send`](Self::send) and [`publish`](Self::publish), taken.
+    pub(crate) fn take_emitted(&self) -> Vec<(Destination, OutgoingMessage)> {
+        self.inner.emitted.take()
+    }
+
     pub(crate) fn cancel(&self) {
         self.inner.cancelled.store(true, Ordering::Release);
         self.inner.cancel.notify_waiters();
@@ -168,9 +241,16 @@ impl fmt::Debug for Context {
 mod tests {
     use super::*;
 
+    /// A message on its `n`-th delivery.
+    fn attempt(n: u32) -> Message {
+        let mut raw = crate::RawMessage::new("m", crate::Receipt::new("r"), "{}");
+        raw.delivery_count = n;
+        raw.into_message(&crate::DecodeOptions::default())
+    }
+
     #[tokio::test]
     async fn lock_lost_completes_when_marked() {
-        let ctx = Context::new("h".into(), 1, None, None);
+        let ctx = Context::new("h".into(), attempt(1), None, None);
         assert!(!ctx.is_lock_lost());
         let waiter = tokio::spawn({
             let ctx = ctx.clone();
@@ -185,8 +265,8 @@ mod tests {
 
     #[test]
     fn final_attempt_needs_a_redrive_policy() {
-        assert!(!Context::new("h".into(), 5, None, None).is_final_attempt());
-        assert!(!Context::new("h".into(), 2, Some(3), None).is_final_attempt());
-        assert!(Context::new("h".into(), 3, Some(3), None).is_final_attempt());
+        assert!(!Context::new("h".into(), attempt(5), None, None).is_final_attempt());
+        assert!(!Context::new("h".into(), attempt(2), Some(3), None).is_final_attempt());
+        assert!(Context::new("h".into(), attempt(3), Some(3), None).is_final_attempt());
     }
 }

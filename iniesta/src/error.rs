@@ -296,6 +296,9 @@ pub enum TransportError {
     /// The transport was shut down.
     #[error("transport is closed")]
     Closed,
+    /// A message to send breaks the broker's rules; found before any request.
+    #[error("invalid message: {0}")]
+    InvalidMessage(#[from] crate::producer::InvalidMessage),
     /// The broker cannot do this (see [`Capabilities`](crate::transport::Capabilities)).
     #[error("the transport does not support {operation}")]
     Unsupported {
@@ -328,6 +331,7 @@ impl TransportError {
             TransportError::InvalidReceipt => true,
             TransportError::QueueDoesNotExist { .. }
             | TransportError::Closed
+            | TransportError::InvalidMessage(_)
             | TransportError::Unsupported { .. }
             | TransportError::StartupTimeout { .. } => false,
         }

@@ -124,6 +124,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod lock;
 pub mod middleware;
+pub mod producer;
 pub mod testing;
 pub mod trace;
 pub mod transport;

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::metrics::export::{self, Registry};
 use crate::middleware::Middleware;
 use crate::pipeline::{Breaker, Pipeline};
+use crate::producer::Producer;
 use crate::router::{PerHandler, RouteEntry, Router};
 use crate::transport::{Capabilities, Transport};
 use crate::{IdempotencyKey, Result, States};
@@ -59,6 +60,7 @@ pub struct AppBuilder {
     policy: LockPolicy,
     ops: OpsConfig,
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
+    producer: Option<Arc<dyn Producer>>,
     dead_letter_after_receives: Option<u32>,
     per_handler: PerHandler,
 }
@@ -82,6 +84,7 @@ impl Default for AppBuilder {
             policy: LockPolicy::default(),
             ops: OpsConfig::default(),
             dead_letter: None,
+            producer: None,
             dead_letter_after_receives: None,
             per_handler: PerHandler::default(),
         }
@@ -243,6 +246,15 @@ impl AppBuilder {
     /// or your own [`Transport`].
     pub fn transport(mut self, transport: impl Transport) -> Self {
         self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// Where handlers' follow-up messages go ([`Context::send`](crate::Context::send),
+    /// [`Context::publish`](crate::Context::publish)): an
+    /// [`SqsProducer`](crate::producer::SqsProducer) (what [`App::from_env`] sets up, on the
+    /// consumer's client), a [`MemoryProducer`](crate::producer::MemoryProducer), or yours.
+    pub fn producer(mut self, producer: impl Producer) -> Self {
+        self.producer = Some(Arc::new(producer));
         self
     }
 
@@ -441,6 +453,7 @@ impl AppBuilder {
             capabilities,
             metrics,
             dead_letters,
+            producer: self.producer,
             in_flight: Arc::default(),
             pause: Arc::default(),
             breaker,
@@ -535,6 +548,7 @@ impl fmt::Debug for AppBuilder {
                 &self.dead_letter_after_receives,
             )
             .field("per_handler", &self.per_handler)
+            .field("producer", &self.producer.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@ use super::{App, AppBuilder, logging};
 use crate::config::Config;
 use crate::dead_letter::DeadLetterSink;
 use crate::lock::IdempotencyLock;
+use crate::producer::Producer;
 use crate::transport::Transport;
 use crate::{ConfigError, Result};
 
@@ -112,6 +113,7 @@ impl App {
         let Sqs {
             transport,
             dead_letter,
+            producer,
         } = connect_sqs(&config).await?;
         // The lock ttl follows the queue's visibility timeout unless set: a crashed
         // consumer's lock then expires by the time its message comes back.
@@ -120,6 +122,10 @@ impl App {
         let builder = AppBuilder::from_settings(&config)
             .set_transport_arc(transport)
             .set_lock_arc(lock);
+        let builder = match producer {
+            Some(producer) => builder.producer(producer),
+            None => builder,
+        };
         Ok(match dead_letter {
             Some(sink) => builder.dead_letter(sink),
             None => builder,
@@ -132,6 +138,8 @@ struct Sqs {
     transport: Arc<dyn Transport>,
     /// The sink `INIESTA_DEAD_LETTER_QUEUE_NAME` asks for.
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
+    /// Where handlers' follow-up messages go: SQS, on the consumer's client.
+    producer: Option<Arc<dyn Producer>>,
 }
 
 #[cfg(feature = "sqs")]
@@ -146,9 +154,13 @@ async fn connect_sqs(config: &Config) -> Result<Sqs> {
         }
         None => None,
     };
+    let producer: Arc<dyn Producer> = Arc::new(crate::producer::SqsProducer::new(
+        transport.client().clone(),
+    ));
     Ok(Sqs {
         transport: Arc::new(transport),
         dead_letter,
+        producer: Some(producer),
     })
 }
 

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::primitives::Blob;
-use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 
 use super::{DeadLetter, DeadLetterSink, SOURCE_QUEUE_ATTRIBUTE, original_attributes};
 use crate::handler::BoxFuture;
-use crate::transport::sqs::{Target, classify, queue_name_from_url, sdk_attribute};
+use crate::transport::sqs::{
+    Target, classify, queue_name_from_url, queue_url, sdk_attribute, sdk_attributes, target,
+};
 use crate::{AttributeValue, Result, TransportError};
 
 /// Longest a send to the dead-letter queue may take: the delivery's settling waits for it.
@@ -328,50 +329,6 @@ impl fmt::Debug for SqsDeadLetterSink {
             .field("region", &self.inner.target.region)
             .finish_non_exhaustive()
     }
-}
-
-fn target(client: &Client, queue: &str) -> Target {
-    Target {
-        queue: queue.to_owned(),
-        region: client
-            .config()
-            .region()
-            .map_or_else(|| "unset".to_owned(), ToString::to_string),
-        endpoint: "the client's SQS endpoint".to_owned(),
-    }
-}
-
-async fn queue_url(client: &Client, target: &Target) -> Result<String> {
-    let url = client
-        .get_queue_url()
-        .queue_name(&target.queue)
-        .send()
-        .await
-        .map_err(|e| classify("GetQueueUrl", target, &e))?
-        .queue_url
-        .ok_or_else(|| TransportError::Service {
-            operation: "GetQueueUrl",
-            retryable: true,
-            source: "the response has no QueueUrl".into(),
-        })?;
-    Ok(url)
-}
-
-/// Attributes in the SDK's shape.
-fn sdk_attributes(
-    attributes: &HashMap<String, AttributeValue>,
-) -> HashMap<String, MessageAttributeValue> {
-    attributes
-        .iter()
-        .filter_map(|(name, value)| {
-            let builder = MessageAttributeValue::builder().data_type(value.data_type());
-            let builder = match value {
-                AttributeValue::Binary(bytes) => builder.binary_value(Blob::new(bytes.to_vec())),
-                other => builder.string_value(other.to_string_value()?),
-            };
-            Some((name.clone(), builder.build().ok()?))
-        })
-        .collect()
 }
 
 #[cfg(test)]

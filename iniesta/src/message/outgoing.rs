@@ -63,6 +63,31 @@ impl OutgoingMessage {
         self
     }
 
+    /// Sets this message's id (`iniesta_message_id`; a new UUID when not set). Receivers
+    /// with `INIESTA_IDEMPOTENCY_ATTRIBUTE=iniesta_message_id` handle one id once.
+    pub fn message_id(self, id: impl Into<String>) -> Self {
+        self.attribute(crate::producer::MESSAGE_ID_ATTRIBUTE, id.into())
+    }
+
+    /// Sets the conversation's id (`iniesta_correlation_id`; this message's id when not set).
+    pub fn correlation_id(self, id: impl Into<String>) -> Self {
+        self.attribute(crate::producer::CORRELATION_ID_ATTRIBUTE, id.into())
+    }
+
+    /// Sets the id of the message that caused this one (`iniesta_causation_id`; this
+    /// message's id when not set).
+    pub fn causation_id(self, id: impl Into<String>) -> Self {
+        self.attribute(crate::producer::CAUSATION_ID_ATTRIBUTE, id.into())
+    }
+
+    /// Marks this message as caused by `incoming`: the correlation id carried on (or
+    /// `incoming`'s id when it has none) and `incoming`'s id as the causation id. Messages
+    /// a handler emits through [`Context::send`](crate::Context::send) get this already.
+    pub fn caused_by(mut self, incoming: &Message) -> Self {
+        crate::producer::ids::caused_by(&mut self, incoming);
+        self
+    }
+
     /// Sets the FIFO message group.
     pub fn group_id(mut self, group: impl Into<String>) -> Self {
         self.group_id = Some(group.into());
@@ -89,6 +114,16 @@ impl OutgoingMessage {
     /// The attributes as set.
     pub fn attributes(&self) -> &HashMap<String, AttributeValue> {
         &self.attributes
+    }
+
+    /// The text of the `String` or `Number` attribute `name`.
+    pub(crate) fn attribute_text(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).and_then(AttributeValue::as_str)
+    }
+
+    pub(crate) fn set_attribute(&mut self, name: &str, value: String) {
+        self.attributes
+            .insert(name.to_owned(), AttributeValue::String(value));
     }
 
     /// A first delivery of this message, decoded with the default options, for calling a

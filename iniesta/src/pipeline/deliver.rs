@@ -100,7 +100,7 @@ impl Pipeline {
         };
         let ctx = Context::new(
             Arc::clone(&route.name),
-            message.delivery_count(),
+            message.clone(),
             max_attempts,
             delivery.lease.as_ref().and_then(Lease::fencing_token),
         );
@@ -226,7 +226,14 @@ impl Pipeline {
     ) -> Finish {
         // The call itself runs inside the guarded future, so a panic while extracting
         // arguments is caught as well.
-        let call = async { route.call(message.clone(), ctx.clone(), &self.states).await };
+        // Follow-up messages go out inside the guard too: under the leases, the timeout and
+        // the shutdown cut-off, and before the message is settled.
+        let call = async {
+            route
+                .call(message.clone(), ctx.clone(), &self.states)
+                .await?;
+            self.send_emitted(ctx).await
+        };
         let mut handler = pin!(AssertUnwindSafe(call).catch_unwind());
         // A handler that finishes without waiting needs no lease keeper, timers or
         // cancellation; the rest get them, the keeper boxed to keep this future small.
@@ -254,6 +261,17 @@ impl Pipeline {
         ctx.cancel();
         let _ = tokio::time::timeout(CLEANUP_WINDOW, &mut handler).await;
         cut_off
+    }
+
+    /// Sends what the handler emitted through `ctx`, now that it succeeded.
+    async fn send_emitted(&self, ctx: &Context) -> Result<(), BoxError> {
+        let held = ctx.take_emitted();
+        if held.is_empty() {
+            return Ok(());
+        }
+        crate::producer::emit::send(held, self.producer.as_deref())
+            .await
+            .map_err(BoxError::from)
     }
 
     /// Resolves when `ctx`'s lock is lost and the policy cancels

@@ -149,6 +149,8 @@ pub(crate) struct Pipeline {
     pub(crate) metrics: Arc<Metrics>,
     /// Where messages that cannot succeed go; `None`: they stay for the redrive policy.
     pub(crate) dead_letters: Option<DeadLetters>,
+    /// Where handlers' follow-up messages go.
+    pub(crate) producer: Option<Arc<dyn crate::producer::Producer>>,
     /// Deliveries received and not yet settled; each [`Slot`](slot::Slot) takes one back.
     pub(crate) in_flight: Arc<InFlight>,
     /// Receiving stops while the lock cannot decide.

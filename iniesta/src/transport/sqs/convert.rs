@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{
     Message as SdkMessage, MessageAttributeValue, MessageSystemAttributeName,
 };
@@ -158,6 +159,23 @@ pub(super) fn capabilities(name: &str, attributes: &HashMap<String, String>) -> 
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         || name.ends_with(".fifo");
     capabilities
+}
+
+/// Attributes in the SDK's shape.
+pub(crate) fn sdk_attributes(
+    attributes: &HashMap<String, AttributeValue>,
+) -> HashMap<String, MessageAttributeValue> {
+    attributes
+        .iter()
+        .filter_map(|(name, value)| {
+            let builder = MessageAttributeValue::builder().data_type(value.data_type());
+            let builder = match value {
+                AttributeValue::Binary(bytes) => builder.binary_value(Blob::new(bytes.to_vec())),
+                other => builder.string_value(other.to_string_value()?),
+            };
+            Some((name.clone(), builder.build().ok()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]

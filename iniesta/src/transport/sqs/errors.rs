@@ -229,7 +229,7 @@ impl StdError for Shared {
 }
 
 /// `n` copies of one error, one for each caller whose entry was in the failed request.
-pub(super) fn fan_out(err: TransportError, n: usize) -> Vec<TransportError> {
+pub(crate) fn fan_out(err: TransportError, n: usize) -> Vec<TransportError> {
     match err {
         TransportError::Service {
             operation,
@@ -258,6 +258,9 @@ pub(super) fn fan_out(err: TransportError, n: usize) -> Vec<TransportError> {
             .collect(),
         TransportError::InvalidReceipt => (0..n).map(|_| TransportError::InvalidReceipt).collect(),
         TransportError::Closed => (0..n).map(|_| TransportError::Closed).collect(),
+        TransportError::InvalidMessage(invalid) => (0..n)
+            .map(|_| TransportError::InvalidMessage(invalid.clone()))
+            .collect(),
         TransportError::Unsupported { operation } => (0..n)
             .map(|_| TransportError::Unsupported { operation })
             .collect(),

@@ -21,6 +21,8 @@ mod counters;
 #[cfg(feature = "sqs")]
 mod errors;
 #[cfg(feature = "sqs")]
+mod lookup;
+#[cfg(feature = "sqs")]
 mod startup;
 #[cfg(feature = "sqs")]
 mod transport;
@@ -33,11 +35,13 @@ pub(crate) use details::{md5_hex, unwrap_sns};
 #[cfg(feature = "sqs")]
 pub use connect::{DEFAULT_DELETE_FLUSH_INTERVAL, DEFAULT_WAIT_TIME, SqsTransportBuilder};
 #[cfg(feature = "sqs")]
-pub(crate) use convert::{attribute as sdk_attribute, queue_name_from_url};
+pub(crate) use convert::{attribute as sdk_attribute, queue_name_from_url, sdk_attributes};
 #[cfg(feature = "sqs")]
 pub use counters::SqsRequestCounts;
 #[cfg(feature = "sqs")]
-pub(crate) use errors::{Target, classify};
+pub(crate) use errors::{Target, classify, fan_out};
+#[cfg(feature = "sqs")]
+pub(crate) use lookup::{queue_url, target};
 #[cfg(feature = "sqs")]
 pub use startup::DEFAULT_STARTUP_TIMEOUT;
 #[cfg(feature = "sqs")]

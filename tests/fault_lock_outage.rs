@@ -104,11 +104,15 @@ async fn a_lock_outage_pauses_receiving_and_dead_letters_nothing() {
             1,
             "message {id} handled more than once: {runs:?}"
         );
-        // One receive may meet the outage before the pause; none after it.
+        // One receive may meet each outage before its pause, none after it, and one more
+        // handles it. On a loaded machine a slow first answer after the restart can count as
+        // a second outage (`lock_outages` says so); then one more receive is allowed.
+        let allowed = u32::try_from(after.lock_outages).unwrap_or(u32::MAX) + 1;
         assert!(
-            runs[0] <= 2,
-            "message {id} was received {} times before it was handled",
-            runs[0]
+            runs[0] <= allowed,
+            "message {id} was received {} times before it was handled, over {allowed} for {} outage(s): {after:?}",
+            runs[0],
+            after.lock_outages,
         );
     }
     assert_eq!(after.handled, MESSAGES as u64, "{after:?}");

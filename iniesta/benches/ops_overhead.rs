@@ -2,8 +2,9 @@
 //! with logs, metrics and traces on, as a ratio to the same pipeline with them off.
 //!
 //! Each case runs in a process of its own, set up as a service would be: its subscriber is
-//! the process's global one and, with metrics, iniesta's Prometheus recorder is the global
-//! recorder. (In one process, several live subscribers make tracing ask each of them about
+//! the process's global one and, with metrics, each drain's app serves iniesta's Prometheus
+//! recorder (the first app of the process installs it as the global recorder; later ones,
+//! the timed drains among them, keep one of their own, as a second app in a service would). (In one process, several live subscribers make tracing ask each of them about
 //! every span, which no service pays.) The cases run in turn, round after round, and each
 //! ratio is the median of one round's ratios: this machine's speed drifts by more than the
 //! differences measured, and a round is short enough to see one speed.

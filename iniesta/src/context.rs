@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 
 use crate::producer::emit::Emitted;
-use crate::producer::{Destination, InvalidMessage};
+use crate::producer::{Destination, EmitError};
 use crate::{Message, OutgoingMessage};
 
 /// What the runtime knows about the delivery being handled.
@@ -136,7 +136,9 @@ impl Context {
     }
 
     /// Sends `message` to the queue `queue` (a name; a URL for SQS) once the handler has
-    /// succeeded; nothing is sent when it fails, panics, times out or is cancelled.
+    /// succeeded; nothing is sent when it fails, panics, times out or is cancelled. (A
+    /// middleware that turns a failure into success, or runs the handler twice, sends what
+    /// the runs held.)
     ///
     /// The message is caused by the one being handled: it carries that one's correlation id
     /// on and names it as the cause, and its own id is derived from the handled message and
@@ -146,7 +148,9 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// The message breaks SQS's rules (checked now, nothing held).
+    /// [`EmitError::Invalid`] when the message breaks SQS's general rules (checked now,
+    /// nothing held; the queue's own, size limit and FIFO group, are checked at send and fail
+    /// the delivery), [`EmitError::Finished`] from work that outlived the handler.
     ///
     /// # Examples
     ///
@@ -169,32 +173,14 @@ impl Context {
         &self,
         queue: impl Into<String>,
         message: OutgoingMessage,
-    ) -> Result<(), InvalidMessage> {
+    ) -> Result<(), EmitError> {
         let inner = &self.inner;
         inner
             .emitted
             .hold(&inner.message, Destination::Queue(queue.into()), message)
     }
 
-    /// Publishes `message` to the topic `topic` (an SNS topic ARN) once the handler has
-    /// succeeded, as [`send`](Self::send) does for queues. The app's producer must serve
-    /// topics.
-    ///
-    /// # Errors
-    ///
-    /// The message breaks the rules messages follow (checked now, nothing held).
-    pub fn publish(
-        &self,
-        topic: impl Into<String>,
-        message: OutgoingMessage,
-    ) -> Result<(), InvalidMessage> {
-        let inner = &self.inner;
-        inner
-            .emitted
-            .hold(&inner.message, Destination::Topic(topic.into()), message)
-    }
-
-    /// The messages held by [`send`](Self::send) and [`publish`](Self::publish), taken.
+    /// The messages held by [`send`](Self::send), taken; later sends are refused.
     pub(crate) fn take_emitted(&self) -> Vec<(Destination, OutgoingMessage)> {
         self.inner.emitted.take()
     }

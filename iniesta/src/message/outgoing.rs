@@ -1,4 +1,4 @@
-//! A message to send: to the in-memory queue, or through the test client.
+//! A message to send: through a producer, to the in-memory queue, or through the test client.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use crate::config::DEFAULT_EVENT_ATTRIBUTE;
 ///     .attribute("tenant", "acme");
 /// assert_eq!(msg.body_bytes(), br#"{"id":7}"#);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct OutgoingMessage {
     pub(crate) body: Bytes,
     pub(crate) attributes: HashMap<String, AttributeValue>,
@@ -133,5 +133,18 @@ impl OutgoingMessage {
         raw.headers = self.attributes;
         raw.group_id = self.group_id;
         raw.into_message(&DecodeOptions::default())
+    }
+}
+
+/// Bodies are confidential: `Debug` shows their length only.
+impl std::fmt::Debug for OutgoingMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingMessage")
+            .field("body_len", &self.body.len())
+            .field("attributes", &self.attributes)
+            .field("group_id", &self.group_id)
+            .field("deduplication_id", &self.deduplication_id)
+            .field("delay", &self.delay)
+            .finish()
     }
 }

@@ -232,6 +232,11 @@ impl Pipeline {
             route
                 .call(message.clone(), ctx.clone(), &self.states)
                 .await?;
+            // A handler that returns during its cleanup window after a timeout, a lost lock
+            // or the shutdown cut-off did not succeed: its messages stay unsent.
+            if ctx.is_cancelled() {
+                return Err("cancelled: follow-up messages not sent".into());
+            }
             self.send_emitted(ctx).await
         };
         let mut handler = pin!(AssertUnwindSafe(call).catch_unwind());
@@ -269,9 +274,7 @@ impl Pipeline {
         if held.is_empty() {
             return Ok(());
         }
-        crate::producer::emit::send(held, self.producer.as_deref())
-            .await
-            .map_err(BoxError::from)
+        crate::producer::emit::send(held, self.producer.as_deref()).await
     }
 
     /// Resolves when `ctx`'s lock is lost and the policy cancels

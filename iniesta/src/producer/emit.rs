@@ -4,58 +4,82 @@
 use std::sync::{Mutex, PoisonError};
 
 use super::{Destination, InvalidMessage, Producer, ids, validate};
-use crate::{Message, OutgoingMessage};
+use crate::{BoxError, Message, OutgoingMessage};
+
+/// Why [`Context::send`](crate::Context::send) refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The message breaks the broker's rules.
+    #[error(transparent)]
+    Invalid(#[from] InvalidMessage),
+    /// The handler's run is over (its messages were taken for sending, or dropped): a send
+    /// from work that outlived the handler.
+    #[error("the handler has finished: messages can only be sent while it runs")]
+    Finished,
+}
 
 /// The follow-up messages of one delivery, in the order the handler emitted them.
 #[derive(Debug, Default)]
 pub(crate) struct Emitted {
-    held: Mutex<Vec<(Destination, OutgoingMessage)>>,
+    state: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    messages: Vec<(Destination, OutgoingMessage)>,
+    /// Taken once: later sends are refused, not silently dropped.
+    closed: bool,
 }
 
 impl Emitted {
-    /// Gives `message` its ids (derived from `incoming` and its place, so a run again emits
-    /// the same ids), checks it, and holds it for `to`.
+    /// Gives `message` what ids it lacks (derived from `incoming` and its place, so a run
+    /// again emits the same ids) and the current trace context, checks it, and holds it.
     pub(crate) fn hold(
         &self,
         incoming: &Message,
         to: Destination,
         mut message: OutgoingMessage,
-    ) -> Result<(), InvalidMessage> {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+    ) -> Result<(), EmitError> {
+        let mut held = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.closed {
+            return Err(EmitError::Finished);
+        }
         if message.attribute_text(ids::MESSAGE_ID_ATTRIBUTE).is_none() {
-            let id = ids::emitted_id(incoming, held.len());
+            let id = ids::emitted_id(incoming, held.messages.len());
             message.set_attribute(ids::MESSAGE_ID_ATTRIBUTE, id);
         }
-        if message
-            .attribute_text(ids::CAUSATION_ID_ATTRIBUTE)
-            .is_none()
-        {
-            ids::caused_by(&mut message, incoming);
-        }
+        ids::caused_by(&mut message, incoming);
+        // Added now, not at send time, so the attribute count checked is the one sent.
+        crate::trace::inject_if_absent(&mut message);
         validate::check(&message, ids::OURS)?;
-        held.push((to, message));
+        held.messages.push((to, message));
         Ok(())
     }
 
-    /// Takes what is held, leaving nothing.
+    /// Takes what is held and refuses any later send.
     pub(crate) fn take(&self) -> Vec<(Destination, OutgoingMessage)> {
-        std::mem::take(&mut *self.held.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut held = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        held.closed = true;
+        std::mem::take(&mut held.messages)
     }
 }
 
 /// Sends `held` through `producer`: one batch per destination, destinations in the order
-/// first emitted to. An error says how many messages of which destination failed, and the
+/// first emitted to. The error says how many messages of which destination failed, and the
 /// first failure; the rest were sent (their ids let receivers drop them when the handler
-/// runs again).
+/// runs again). It is [`Permanent`](crate::Permanent) when trying again cannot help (no
+/// producer, a message the queue refuses, a queue that does not exist), so the delivery is
+/// not retried in a loop.
 pub(crate) async fn send(
     held: Vec<(Destination, OutgoingMessage)>,
     producer: Option<&dyn Producer>,
-) -> Result<(), String> {
+) -> Result<(), BoxError> {
     let Some(producer) = producer else {
-        return Err(format!(
-            "the handler emitted {} message(s) but the app has no producer: set one with AppBuilder::producer (App::from_env sets up SQS's)",
+        return Err(crate::permanent(format!(
+            "the handler sent {} message(s) but the app has no producer: set one with AppBuilder::producer (App::from_env sets up SQS's)",
             held.len()
-        ));
+        )));
     };
     let mut batches: Vec<(Destination, Vec<OutgoingMessage>)> = Vec::new();
     for (to, message) in held {
@@ -65,11 +89,13 @@ pub(crate) async fn send(
         }
     }
     let mut failures = Vec::new();
+    let mut retryable = true;
     for (to, batch) in batches {
         let count = batch.len();
         let publisher = match producer.publisher(&to).await {
             Ok(publisher) => publisher,
             Err(error) => {
+                retryable &= error.is_retryable();
                 failures.push(format!("{count} to {to}: {error}"));
                 continue;
             }
@@ -77,15 +103,20 @@ pub(crate) async fn send(
         let results = publisher.publish_batch(batch).await;
         let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
         if let Some(first) = errors.first() {
+            retryable &= errors.iter().all(crate::TransportError::is_retryable);
             failures.push(format!("{} of {count} to {to}: {first}", errors.len()));
         }
     }
     if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "sending the handler's follow-up messages failed: {}",
-            failures.join("; ")
-        ))
+        return Ok(());
     }
+    let error = format!(
+        "sending the handler's follow-up messages failed: {}",
+        failures.join("; ")
+    );
+    Err(if retryable {
+        error.into()
+    } else {
+        crate::permanent(error)
+    })
 }

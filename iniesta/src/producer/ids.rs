@@ -67,15 +67,21 @@ pub(crate) fn id_of(incoming: &Message) -> &str {
         .unwrap_or_else(|| incoming.id())
 }
 
-/// Marks `message` as caused by `incoming`: its correlation id, and `incoming` as the cause.
+/// Marks `message` as caused by `incoming`, filling each of the two ids it lacks: the
+/// correlation id carried on (or `incoming`'s id), and `incoming`'s id as the cause.
 pub(crate) fn caused_by(message: &mut OutgoingMessage, incoming: &Message) {
-    let cause = id_of(incoming).to_owned();
-    let correlation = incoming
-        .header(CORRELATION_ID_ATTRIBUTE)
-        .and_then(|v| v.as_str())
-        .map_or_else(|| cause.clone(), str::to_owned);
-    message.set_attribute(CORRELATION_ID_ATTRIBUTE, correlation);
-    message.set_attribute(CAUSATION_ID_ATTRIBUTE, cause);
+    let cause = id_of(incoming);
+    if message.attribute_text(CORRELATION_ID_ATTRIBUTE).is_none() {
+        let correlation = incoming
+            .header(CORRELATION_ID_ATTRIBUTE)
+            .and_then(|v| v.as_str())
+            .unwrap_or(cause)
+            .to_owned();
+        message.set_attribute(CORRELATION_ID_ATTRIBUTE, correlation);
+    }
+    if message.attribute_text(CAUSATION_ID_ATTRIBUTE).is_none() {
+        message.set_attribute(CAUSATION_ID_ATTRIBUTE, cause.to_owned());
+    }
 }
 
 /// The id of the `index`-th message emitted while handling `incoming`: the same on every run

@@ -1,5 +1,5 @@
-//! The producer side: sending to queues (and, later, publishing to topics), from anywhere in
-//! a service or from inside a handler.
+//! The producer side: sending to queues, from anywhere in a service or from inside a
+//! handler. (Publishing to SNS topics comes with the rest of the producer work.)
 //!
 //! - [`SqsProducer`] (feature `sqs`) sends to SQS queues by name or URL: one message, or
 //!   batches split into requests of at most ten entries and the size limit, each entry
@@ -14,8 +14,9 @@
 //!   group id) is an [`InvalidMessage`] before any request.
 //!
 //! Attribute budget: SQS carries ten attributes per message. iniesta's own take four (event
-//! key and three ids) plus `traceparent` when a span is current (and `tracestate` when set),
-//! which leaves five or six for yours.
+//! key and three ids), plus `traceparent` when an OpenTelemetry span is current and
+//! `tracestate` when that has one: six are left for yours, five with a trace, four with a
+//! trace state.
 
 pub(crate) mod emit;
 pub(crate) mod ids;
@@ -27,6 +28,7 @@ mod validate;
 use std::fmt;
 use std::sync::Arc;
 
+pub use emit::EmitError;
 pub use ids::{CAUSATION_ID_ATTRIBUTE, CORRELATION_ID_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE};
 pub use memory::MemoryProducer;
 #[cfg(feature = "sqs")]
@@ -43,15 +45,12 @@ use crate::transport::Publisher;
 pub enum Destination {
     /// A queue, by name (or, for SQS, URL).
     Queue(String),
-    /// A topic (an SNS topic ARN).
-    Topic(String),
 }
 
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Destination::Queue(name) => write!(f, "queue `{name}`"),
-            Destination::Topic(arn) => write!(f, "topic `{arn}`"),
         }
     }
 }

@@ -188,9 +188,6 @@ impl Producer for SqsProducer {
                         source: other.into(),
                     }),
                 },
-                Destination::Topic(_) => Err(TransportError::Unsupported {
-                    operation: "publishing to an SNS topic (SqsProducer sends to queues)",
-                }),
             }
         })
     }
@@ -307,7 +304,8 @@ impl SqsQueue {
             .id(index.to_string())
             .message_body(body)
             .set_message_attributes(Some(sdk_attributes(&message.attributes)))
-            .set_delay_seconds((!inner.fifo).then_some(delay))
+            // An explicit 0 would override the queue's own DelaySeconds.
+            .set_delay_seconds((!inner.fifo && delay > 0).then_some(delay))
             .set_message_group_id(message.group_id)
             .set_message_deduplication_id(message.deduplication_id)
             .build()
@@ -343,11 +341,14 @@ impl SqsQueue {
                 }
             };
             for sent in output.successful() {
-                if let Ok(index) = sent.id().parse::<usize>() {
-                    results[index] = Some(Ok(Published {
-                        message_id: sent.message_id().to_owned(),
-                    }));
-                }
+                // Only ids of this request count: anything else is ignored, not trusted.
+                let Some(at) = pending.iter().position(|r| r.entry.id() == sent.id()) else {
+                    continue;
+                };
+                let ready = pending.swap_remove(at);
+                results[ready.index] = Some(Ok(Published {
+                    message_id: sent.message_id().to_owned(),
+                }));
             }
             let mut again = Vec::new();
             for failed in output.failed() {
@@ -372,11 +373,7 @@ impl SqsQueue {
                 }
             }
             // Entries SQS named in neither list: treated as not sent.
-            for ready in pending {
-                if results[ready.index].is_none() {
-                    again.push(ready);
-                }
-            }
+            again.append(&mut pending);
             if again.is_empty() {
                 return;
             }

@@ -1,13 +1,8 @@
 //! SQS's rules for a message, checked before any request: a bad message is a clear error
 //! naming what to change, never a `400` from the service.
 
-use crate::transport::sqs::limits::{MAX_ATTRIBUTES, MAX_DELAY};
+use crate::transport::sqs::limits::{MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTES, MAX_DELAY, MAX_FIFO_ID};
 use crate::{AttributeValue, OutgoingMessage};
-
-/// Longest FIFO group or deduplication id.
-const MAX_FIFO_ID: usize = 128;
-/// Longest attribute name.
-const MAX_ATTRIBUTE_NAME: usize = 256;
 
 /// What is wrong with a message, found before it was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,7 +239,7 @@ fn check_value(name: &str, value: &AttributeValue) -> Result<(), InvalidMessage>
             Some("a number is a decimal like `-12.5` or `3e4`, at most 38 significant digits")
         }
         other => match other.to_string_value().as_deref() {
-            Some(text) if text.is_empty() => Some("the value is empty"),
+            Some("") => Some("the value is empty"),
             Some(text) if !text.chars().all(is_xml_char) => {
                 Some("the value has a character SQS refuses (control characters, U+FFFE, U+FFFF)")
             }

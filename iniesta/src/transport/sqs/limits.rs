@@ -19,3 +19,7 @@ pub const MAX_ATTRIBUTES: usize = 10;
 pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 /// A new queue's message retention (4 days).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(4 * 24 * 3600);
+/// Longest FIFO message group or deduplication id.
+pub const MAX_FIFO_ID: usize = 128;
+/// Longest message attribute name.
+pub const MAX_ATTRIBUTE_NAME: usize = 256;

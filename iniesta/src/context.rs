@@ -180,7 +180,28 @@ impl Context {
             .hold(&inner.message, Destination::Queue(queue.into()), message)
     }
 
-    /// The messages held by [`send`](Self::send), taken; later sends are refused.
+    /// Publishes `message` to the SNS topic `topic_arn` once the handler has succeeded, as
+    /// [`send`](Self::send) does for queues (the app's producer must publish to topics: with
+    /// the `sns` feature, [`App::from_env`](crate::App::from_env)'s does).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn publish(
+        &self,
+        topic_arn: impl Into<String>,
+        message: OutgoingMessage,
+    ) -> Result<(), EmitError> {
+        let inner = &self.inner;
+        inner.emitted.hold(
+            &inner.message,
+            Destination::Topic(topic_arn.into()),
+            message,
+        )
+    }
+
+    /// The messages held by [`send`](Self::send) and [`publish`](Self::publish), taken;
+    /// later sends are refused.
     pub(crate) fn take_emitted(&self) -> Vec<(Destination, OutgoingMessage)> {
         self.inner.emitted.take()
     }

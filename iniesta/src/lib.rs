@@ -125,6 +125,7 @@ pub mod dead_letter;
 pub mod lock;
 pub mod middleware;
 pub mod producer;
+pub mod subscription;
 pub mod testing;
 pub mod trace;
 pub mod transport;
@@ -133,7 +134,7 @@ pub mod transport;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use app::{App, AppBuilder, RunningApp, run};
+pub use app::{App, AppBuilder, HandlerInfo, RunningApp, run};
 pub use context::Context;
 pub use dead_letter::{Permanent, PermanentExt, permanent};
 pub use error::{

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+mod introspect;
 mod ops;
+
+pub use introspect::HandlerInfo;
 
 use super::App;
 use crate::config::{Config, ConsumerConfig, OpsConfig};
@@ -387,13 +390,8 @@ impl AppBuilder {
         self
     }
 
-    /// The pipeline, its metrics registered with the global `metrics` recorder.
-    pub(crate) fn into_pipeline(self) -> Result<Pipeline> {
-        self.into_pipeline_with(&Registry::Global)
-    }
-
-    fn into_pipeline_with(self, registry: &Registry) -> Result<Pipeline> {
-        self.consumer.validate()?;
+    /// The `#[handler]` registrations (unless turned off) and the handlers added here.
+    pub(crate) fn route_entries(&self) -> Vec<RouteEntry> {
         let mut entries = Vec::new();
         if self.registered {
             entries.extend(
@@ -402,8 +400,18 @@ impl AppBuilder {
                     .map(RouteEntry::from_registration),
             );
         }
-        entries.extend(self.entries);
-        let mut router = Router::build(entries)?;
+        entries.extend(self.entries.iter().cloned());
+        entries
+    }
+
+    /// The pipeline, its metrics registered with the global `metrics` recorder.
+    pub(crate) fn into_pipeline(self) -> Result<Pipeline> {
+        self.into_pipeline_with(&Registry::Global)
+    }
+
+    fn into_pipeline_with(self, registry: &Registry) -> Result<Pipeline> {
+        self.consumer.validate()?;
+        let mut router = Router::build(self.route_entries())?;
         router.apply(self.per_handler, &self.states)?;
         for route in router.routes() {
             route

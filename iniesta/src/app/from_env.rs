@@ -154,14 +154,31 @@ async fn connect_sqs(config: &Config) -> Result<Sqs> {
         }
         None => None,
     };
-    let producer: Arc<dyn Producer> = Arc::new(crate::producer::SqsProducer::new(
-        transport.client().clone(),
-    ));
+    let producer = crate::producer::SqsProducer::new(transport.client().clone());
+    #[cfg(feature = "sns")]
+    let producer = producer.with_sns(sns_producer(config).await);
+    let producer: Arc<dyn Producer> = Arc::new(producer);
     Ok(Sqs {
         transport: Arc::new(transport),
         dead_letter,
         producer: Some(producer),
     })
+}
+
+/// An SNS producer from the aws-config default chain, `INIESTA_SNS_ENDPOINT_URL` and
+/// `INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN`. Nothing is asked of SNS until a publish.
+#[cfg(feature = "sns")]
+async fn sns_producer(config: &Config) -> crate::producer::SnsProducer {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let mut sns = aws_sdk_sns::config::Builder::from(&sdk);
+    if let Some(endpoint) = &config.sns.endpoint_url {
+        sns = sns.endpoint_url(endpoint);
+    }
+    let producer = crate::producer::SnsProducer::new(aws_sdk_sns::Client::from_conf(sns.build()));
+    match &config.sns.producer_topic_arn {
+        Some(arn) => producer.with_default_topic(arn.as_str()),
+        None => producer,
+    }
 }
 
 #[cfg(not(feature = "sqs"))]

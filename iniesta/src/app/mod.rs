@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use builder::AppBuilder;
+pub use builder::{AppBuilder, HandlerInfo};
 pub use from_env::run;
 
 use crate::metrics::MetricsSnapshot;

@@ -44,6 +44,9 @@
 //! | `INIESTA_DEAD_LETTER_AFTER_RECEIVES` | off | with a sink: dead-letter a message once it failed this many receives, 1-1000 |
 //! | `INIESTA_CIRCUIT_BREAKER` | `off` | `15/20`: stop receiving when 15 of the last 20 deliveries failed ([`CircuitBreaker`]) |
 //! | `INIESTA_CIRCUIT_BREAKER_COOLDOWN`, `..._MAX_COOLDOWN`, `..._TRIAL` | 30s, 5m, 5 | how long it stops, and the trial after it |
+//! | `INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN` | none | the topic published to when none is named |
+//! | `INIESTA_SNS_ENDPOINT_URL` | `AWS_ENDPOINT_URL_SNS`, `AWS_ENDPOINT_URL` | SNS endpoint |
+//! | `INIESTA_SQS_CONSUMER_FILTERS` | the handlers' keys | comma-separated keys and `Prefix*` patterns the queue's subscription lets through ([`FilterPolicy`](crate::subscription::FilterPolicy)) |
 //!
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
 //! `1h`) or a bare number of seconds (`1.5`).
@@ -54,6 +57,7 @@ mod env;
 mod lock;
 mod log_format;
 mod ops;
+mod sns;
 
 use std::time::Duration;
 
@@ -71,6 +75,7 @@ pub use breaker::CircuitBreaker;
 pub use dead_letter::DeadLetterConfig;
 pub use lock::LockConfig;
 pub use ops::OpsConfig;
+pub use sns::SnsConfig;
 
 /// The message attribute that carries the event key, as in iniesta (Python).
 pub const DEFAULT_EVENT_ATTRIBUTE: &str = "iniesta_pass";
@@ -97,6 +102,8 @@ pub struct Config {
     pub ops: OpsConfig,
     /// The dead-letter sink.
     pub dead_letter: DeadLetterConfig,
+    /// SNS: the producer's topic, the subscription's filters.
+    pub sns: SnsConfig,
 }
 
 impl Config {
@@ -122,6 +129,7 @@ impl Config {
         let log_format = LogFormat::read(&env)?;
         let ops = OpsConfig::read(&env)?;
         let dead_letter = DeadLetterConfig::read(&env)?;
+        let sns = SnsConfig::read(&env)?;
         Ok(Config {
             consumer,
             sqs,
@@ -129,6 +137,7 @@ impl Config {
             log_format,
             ops,
             dead_letter,
+            sns,
         })
     }
 }

@@ -36,6 +36,18 @@ impl OutgoingMessage {
         OutgoingMessage::without_event().attribute(DEFAULT_EVENT_ATTRIBUTE, event.into())
     }
 
+    /// A message whose event key is `{event}.{service_name}`, iniesta's convention for events
+    /// published to a shared topic: the suffix names the service the event is about, and
+    /// consumers subscribe to `UserUpdated.user` or to every `UserUpdated.*`.
+    ///
+    /// ```
+    /// let msg = iniesta::OutgoingMessage::for_service("UserUpdated", "user");
+    /// assert_eq!(msg.attributes()["iniesta_pass"].as_str(), Some("UserUpdated.user"));
+    /// ```
+    pub fn for_service(event: &str, service_name: &str) -> Self {
+        OutgoingMessage::new(format!("{event}.{service_name}"))
+    }
+
     /// A message with no event key (it routes to the fallback).
     pub fn without_event() -> Self {
         OutgoingMessage::default()

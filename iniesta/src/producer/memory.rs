@@ -56,6 +56,9 @@ impl Producer for MemoryProducer {
                     endpoint: "MemoryProducer".to_owned(),
                 }),
             },
+            Destination::Topic(_) => Err(TransportError::Unsupported {
+                operation: "publishing to a topic (MemoryProducer knows queues only)",
+            }),
         };
         Box::pin(std::future::ready(found))
     }

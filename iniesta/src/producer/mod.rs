@@ -1,9 +1,10 @@
-//! The producer side: sending to queues, from anywhere in a service or from inside a
-//! handler. (Publishing to SNS topics comes with the rest of the producer work.)
+//! The producer side: sending to queues and publishing to topics, from anywhere in a service
+//! or from inside a handler.
 //!
 //! - [`SqsProducer`] (feature `sqs`) sends to SQS queues by name or URL: one message, or
 //!   batches split into requests of at most ten entries and the size limit, each entry
-//!   answered on its own, failed entries retried.
+//!   answered on its own, failed entries retried. [`SnsProducer`] (feature `sns`) publishes
+//!   to SNS topics the same way.
 //! - Inside a handler, [`Context::send`](crate::Context::send) holds follow-up messages until
 //!   the handler succeeded, then sends them through the app's [`Producer`]; a failed or
 //!   cancelled handler sends nothing.
@@ -18,9 +19,13 @@
 //! `tracestate` when that has one: six are left for yours, five with a trace, four with a
 //! trace state.
 
+#[cfg(feature = "sqs")]
+mod batch;
 pub(crate) mod emit;
 pub(crate) mod ids;
 mod memory;
+#[cfg(feature = "sns")]
+mod sns;
 #[cfg(feature = "sqs")]
 mod sqs;
 mod validate;
@@ -31,6 +36,8 @@ use std::sync::Arc;
 pub use emit::EmitError;
 pub use ids::{CAUSATION_ID_ATTRIBUTE, CORRELATION_ID_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE};
 pub use memory::MemoryProducer;
+#[cfg(feature = "sns")]
+pub use sns::{SnsProducer, SnsTopic};
 #[cfg(feature = "sqs")]
 pub use sqs::{SqsProducer, SqsQueue};
 pub use validate::InvalidMessage;
@@ -45,12 +52,15 @@ use crate::transport::Publisher;
 pub enum Destination {
     /// A queue, by name (or, for SQS, URL).
     Queue(String),
+    /// A topic, by SNS topic ARN.
+    Topic(String),
 }
 
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Destination::Queue(name) => write!(f, "queue `{name}`"),
+            Destination::Topic(arn) => write!(f, "topic `{arn}`"),
         }
     }
 }

@@ -3,26 +3,20 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 
+use super::batch::{self, Answer, Ready, Results};
 use super::validate::{self, Rules};
 use super::{Destination, Producer, ids};
 use crate::handler::BoxFuture;
 use crate::transport::sqs::limits::{MAX_BATCH, MAX_MESSAGE_SIZE};
 use crate::transport::sqs::{
-    Target, classify, fan_out, queue_name_from_url, queue_url, sdk_attributes, target,
+    Target, classify, queue_name_from_url, queue_url, sdk_attributes, target,
 };
 use crate::transport::{Published, Publisher};
 use crate::{OutgoingMessage, Result, TransportError};
-
-/// Tries of an entry SQS failed on its side (not the sender's fault) before its error is
-/// returned: the request itself is retried by the SDK, entries are not.
-const ENTRY_TRIES: u32 = 3;
-/// First pause before entries are tried again; it doubles, with jitter.
-const ENTRY_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Sends messages to SQS queues (feature `sqs`), by queue name or URL.
 ///
@@ -63,6 +57,9 @@ const ENTRY_RETRY_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct SqsProducer {
     inner: Arc<Inner>,
+    /// Where [`Destination::Topic`] goes, when set.
+    #[cfg(feature = "sns")]
+    sns: Option<super::SnsProducer>,
 }
 
 struct Inner {
@@ -79,7 +76,17 @@ impl SqsProducer {
                 client,
                 queues: Mutex::new(HashMap::new()),
             }),
+            #[cfg(feature = "sns")]
+            sns: None,
         }
+    }
+
+    /// Publishes to topics ([`Destination::Topic`], [`Context::publish`](crate::Context::publish))
+    /// through `sns` (feature `sns`); [`App::from_env`](crate::App::from_env) sets one up.
+    #[cfg(feature = "sns")]
+    pub fn with_sns(mut self, sns: super::SnsProducer) -> SqsProducer {
+        self.sns = Some(sns);
+        self
     }
 
     /// The queue `queue` (a name, or a URL), looked up on first use.
@@ -179,6 +186,14 @@ impl Producer for SqsProducer {
         let destination = destination.clone();
         Box::pin(async move {
             match destination {
+                #[cfg(feature = "sns")]
+                Destination::Topic(arn) if self.sns.is_some() => {
+                    let sns = self.sns.as_ref().expect("checked above");
+                    Ok(Arc::new(sns.topic(arn)) as Arc<dyn Publisher>)
+                }
+                Destination::Topic(_) => Err(TransportError::Unsupported {
+                    operation: "publishing to an SNS topic: build with the `sns` feature (App::from_env then sets it up; else SqsProducer::with_sns)",
+                }),
                 Destination::Queue(queue) => match self.queue(&queue).await {
                     Ok(queue) => Ok(Arc::new(queue) as Arc<dyn Publisher>),
                     Err(crate::Error::Transport(error)) => Err(error),
@@ -221,13 +236,6 @@ struct QueueInner {
     max_size: usize,
 }
 
-/// A message checked and ready, with its place in the caller's list.
-struct Ready {
-    index: usize,
-    size: usize,
-    entry: SendMessageBatchRequestEntry,
-}
-
 impl SqsQueue {
     /// The queue's URL.
     pub fn url(&self) -> &str {
@@ -264,8 +272,7 @@ impl SqsQueue {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Vec<std::result::Result<Published, TransportError>> {
-        let mut results: Vec<Option<std::result::Result<Published, TransportError>>> =
-            (0..messages.len()).map(|_| None).collect();
+        let mut results: Results = (0..messages.len()).map(|_| None).collect();
         let mut ready = Vec::with_capacity(messages.len());
         for (index, message) in messages.into_iter().enumerate() {
             match self.prepare(index, message) {
@@ -273,8 +280,44 @@ impl SqsQueue {
                 Err(invalid) => results[index] = Some(Err(invalid.into())),
             }
         }
-        for request in requests(ready) {
-            self.send_request(request, &mut results).await;
+        let inner = &self.inner;
+        for request in batch::requests(ready, MAX_BATCH, MAX_MESSAGE_SIZE) {
+            batch::send_request("SendMessageBatch", request, &mut results, |entries| {
+                let entries = entries
+                    .into_iter()
+                    .map(|(id, entry)| with_id(entry, id))
+                    .collect();
+                async move {
+                    let output = inner
+                        .client
+                        .send_message_batch()
+                        .queue_url(&inner.url)
+                        .set_entries(Some(entries))
+                        .send()
+                        .await
+                        .map_err(|e| classify("SendMessageBatch", &inner.target, &e))?;
+                    Ok(Answer {
+                        sent: output
+                            .successful()
+                            .iter()
+                            .map(|s| (s.id().to_owned(), s.message_id().to_owned()))
+                            .collect(),
+                        failed: output
+                            .failed()
+                            .iter()
+                            .map(|f| {
+                                let text = format!(
+                                    "{}: {}",
+                                    f.code(),
+                                    f.message().unwrap_or("no message")
+                                );
+                                (f.id().to_owned(), f.sender_fault(), text)
+                            })
+                            .collect(),
+                    })
+                }
+            })
+            .await;
         }
         results
             .into_iter()
@@ -287,7 +330,7 @@ impl SqsQueue {
         &self,
         index: usize,
         mut message: OutgoingMessage,
-    ) -> std::result::Result<Ready, super::InvalidMessage> {
+    ) -> std::result::Result<Ready<SendMessageBatchRequestEntry>, super::InvalidMessage> {
         let inner = &self.inner;
         ids::stamp(&mut message, inner.fifo);
         validate::check(&message, ids::OURS)?;
@@ -312,104 +355,13 @@ impl SqsQueue {
             .expect("id and body are set");
         Ok(Ready { index, size, entry })
     }
-
-    /// Sends one request's entries, trying again those SQS failed on its side.
-    async fn send_request(
-        &self,
-        mut pending: Vec<Ready>,
-        results: &mut [Option<std::result::Result<Published, TransportError>>],
-    ) {
-        let inner = &self.inner;
-        let mut pauses = crate::backoff::exponential(ENTRY_RETRY_PAUSE, ENTRY_RETRY_PAUSE * 8);
-        for attempt in 1..=ENTRY_TRIES {
-            let answer = inner
-                .client
-                .send_message_batch()
-                .queue_url(&inner.url)
-                .set_entries(Some(pending.iter().map(|r| r.entry.clone()).collect()))
-                .send()
-                .await;
-            let output = match answer {
-                Ok(output) => output,
-                Err(error) => {
-                    // The SDK retried the request already.
-                    let error = classify("SendMessageBatch", &inner.target, &error);
-                    for (ready, error) in pending.iter().zip(fan_out(error, pending.len())) {
-                        results[ready.index] = Some(Err(error));
-                    }
-                    return;
-                }
-            };
-            for sent in output.successful() {
-                // Only ids of this request count: anything else is ignored, not trusted.
-                let Some(at) = pending.iter().position(|r| r.entry.id() == sent.id()) else {
-                    continue;
-                };
-                let ready = pending.swap_remove(at);
-                results[ready.index] = Some(Ok(Published {
-                    message_id: sent.message_id().to_owned(),
-                }));
-            }
-            let mut again = Vec::new();
-            for failed in output.failed() {
-                let Some(at) = pending.iter().position(|r| r.entry.id() == failed.id()) else {
-                    continue;
-                };
-                let ready = pending.swap_remove(at);
-                if failed.sender_fault() || attempt == ENTRY_TRIES {
-                    results[ready.index] = Some(Err(TransportError::Service {
-                        operation: "SendMessageBatch",
-                        retryable: !failed.sender_fault(),
-                        source: format!(
-                            "entry {} failed: {}: {}",
-                            ready.index,
-                            failed.code(),
-                            failed.message().unwrap_or("no message")
-                        )
-                        .into(),
-                    }));
-                } else {
-                    again.push(ready);
-                }
-            }
-            // Entries SQS named in neither list: treated as not sent.
-            again.append(&mut pending);
-            if again.is_empty() {
-                return;
-            }
-            again.sort_by_key(|r| r.index);
-            pending = again;
-            if attempt < ENTRY_TRIES {
-                tokio::time::sleep(pauses.next().unwrap_or(ENTRY_RETRY_PAUSE)).await;
-            }
-        }
-        for ready in pending {
-            results[ready.index] = Some(Err(TransportError::Service {
-                operation: "SendMessageBatch",
-                retryable: true,
-                source: "SQS answered neither success nor failure for this entry".into(),
-            }));
-        }
-    }
 }
 
-/// Splits checked messages into requests of at most [`MAX_BATCH`] entries and
-/// [`MAX_MESSAGE_SIZE`] bytes in all, keeping their order.
-fn requests(ready: Vec<Ready>) -> Vec<Vec<Ready>> {
-    let mut requests: Vec<Vec<Ready>> = Vec::new();
-    let mut size = 0;
-    for entry in ready {
-        let full = requests
-            .last()
-            .is_none_or(|last| last.len() == MAX_BATCH || size + entry.size > MAX_MESSAGE_SIZE);
-        if full {
-            requests.push(Vec::new());
-            size = 0;
-        }
-        size += entry.size;
-        requests.last_mut().expect("pushed above").push(entry);
-    }
-    requests
+/// `entry` with the id `id` (entries are built with their index as id already; this keeps
+/// the id [`batch`] sends authoritative).
+fn with_id(mut entry: SendMessageBatchRequestEntry, id: String) -> SendMessageBatchRequestEntry {
+    entry.id = id;
+    entry
 }
 
 impl Publisher for SqsQueue {
@@ -435,40 +387,5 @@ impl fmt::Debug for SqsQueue {
             .field("fifo", &self.inner.fifo)
             .field("max_size", &self.inner.max_size)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ready(index: usize, size: usize) -> Ready {
-        Ready {
-            index,
-            size,
-            entry: SendMessageBatchRequestEntry::builder()
-                .id(index.to_string())
-                .message_body("x")
-                .build()
-                .unwrap(),
-        }
-    }
-
-    #[test]
-    fn requests_hold_ten_entries_and_one_mebibyte_in_order() {
-        let sizes: Vec<Vec<usize>> = requests((0..25).map(|i| ready(i, 10)).collect())
-            .iter()
-            .map(|r| r.iter().map(|e| e.index).collect())
-            .collect();
-        assert_eq!(sizes.len(), 3);
-        assert_eq!(sizes[0], (0..10).collect::<Vec<_>>());
-        assert_eq!(sizes[2], (20..25).collect::<Vec<_>>());
-        let big = requests(vec![
-            ready(0, 600 * 1024),
-            ready(1, 600 * 1024),
-            ready(2, 300 * 1024),
-        ]);
-        let split: Vec<usize> = big.iter().map(Vec::len).collect();
-        assert_eq!(split, [1, 2]);
     }
 }

@@ -74,6 +74,9 @@ pub enum InvalidMessage {
         /// The queue.
         queue: String,
     },
+    /// SNS publishes at once: it has no per-message delay.
+    #[error("SNS has no per-message delay: delay the message at the queue (DelaySeconds) instead")]
+    DelayOnTopic,
     /// FIFO queues need a message group.
     #[error("queue `{queue}` is FIFO: the message needs a group id (OutgoingMessage::group_id)")]
     MissingGroupId {

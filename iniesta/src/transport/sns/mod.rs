@@ -15,6 +15,7 @@
 #[cfg(feature = "sns-signature")]
 mod cert;
 mod envelope;
+pub mod limits;
 #[cfg(feature = "sns-signature")]
 mod signature;
 mod trust;

@@ -1,0 +1,57 @@
+//! What an app would run, without running it: its handlers and the filter policy they need
+//! (for `iniesta::cli`'s `handlers` and `filter-policy`, and deployment checks).
+
+use super::AppBuilder;
+use crate::subscription::FilterPolicy;
+
+/// One handler as the app routes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerInfo {
+    /// The handler's path (`module::function`, `Type::method`).
+    pub name: String,
+    /// Its event keys and patterns, sorted.
+    pub keys: Vec<String>,
+    /// Whether it is the fallback.
+    pub fallback: bool,
+    /// Where it is declared (`file:line`, or "registered at runtime").
+    pub location: String,
+}
+
+impl AppBuilder {
+    /// The handlers the app would route: the `#[handler]` registrations (unless
+    /// [`registered_handlers(false)`](Self::registered_handlers)) and those added here, sorted
+    /// by name.
+    pub fn handler_list(&self) -> Vec<HandlerInfo> {
+        let mut list: Vec<HandlerInfo> = self
+            .route_entries()
+            .into_iter()
+            .map(|entry| {
+                let mut keys = entry.keys;
+                keys.sort();
+                HandlerInfo {
+                    location: entry.location.to_string(),
+                    name: entry.location.name,
+                    keys,
+                    fallback: entry.fallback,
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// The SNS filter policy the handlers need on the event-key attribute: `None` when one is
+    /// the fallback (it wants every event: no filter).
+    pub fn filter_policy(&self) -> Option<FilterPolicy> {
+        let handlers = self.handler_list();
+        if handlers.iter().any(|h| h.fallback) {
+            return None;
+        }
+        let keys = handlers.iter().flat_map(|h| h.keys.iter());
+        Some(FilterPolicy::from_keys(
+            self.consumer.decode.event_attribute.clone(),
+            keys,
+        ))
+    }
+}

@@ -1,0 +1,330 @@
+//! [`SnsProducer`]: publishes to SNS topics, one message or batches (feature `sns`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use aws_sdk_sns::Client;
+use aws_sdk_sns::primitives::Blob;
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+
+use super::batch::{self, Answer, Ready, Results};
+use super::validate::{self, InvalidMessage};
+use super::{Destination, Producer, ids};
+use crate::handler::BoxFuture;
+use crate::transport::sns::limits::{MAX_BATCH, MAX_MESSAGE_SIZE};
+use crate::transport::{Published, Publisher};
+use crate::{AttributeValue, BoxError, OutgoingMessage, TransportError};
+
+/// Publishes messages to SNS topics (feature `sns`), by topic ARN.
+///
+/// Messages get the same ids, trace context and checks as [`SqsProducer`](super::SqsProducer)'s
+/// (at most ten attributes, so that a raw delivery to SQS keeps them all), with SNS's limit of
+/// 256 KiB. SNS has no per-message delay: a delayed message is refused. On a FIFO topic (ARN
+/// ending in `.fifo`) a message needs a group id and is deduplicated by its message id unless
+/// you set a deduplication id. Batches go out as `PublishBatch` requests of at most ten
+/// entries and 256 KiB, and every message gets its own result.
+///
+/// `INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN` names the topic [`publish_default`](Self::publish_default)
+/// uses; iniesta (the Python library) publishes every event there with the event key
+/// `{event}.{service_name}` ([`OutgoingMessage::for_service`]).
+///
+/// # Examples
+///
+/// ```no_run
+/// use iniesta::OutgoingMessage;
+/// use iniesta::producer::SnsProducer;
+///
+/// # async fn demo() -> Result<(), iniesta::Error> {
+/// let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+/// let producer = SnsProducer::new(aws_sdk_sns::Client::new(&sdk));
+/// let message = OutgoingMessage::for_service("UserUpdated", "user").json(&serde_json::json!({"id": 7}));
+/// producer.publish("arn:aws:sns:us-east-1:000000000000:events", message).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SnsProducer {
+    client: Client,
+    default_topic: Option<Arc<str>>,
+}
+
+impl SnsProducer {
+    /// A producer on `client` (its region, endpoint and credentials).
+    pub fn new(client: Client) -> SnsProducer {
+        SnsProducer {
+            client,
+            default_topic: None,
+        }
+    }
+
+    /// Sets the topic [`publish_default`](Self::publish_default) publishes to
+    /// (`INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN`).
+    pub fn with_default_topic(mut self, topic_arn: impl Into<String>) -> SnsProducer {
+        self.default_topic = Some(topic_arn.into().into());
+        self
+    }
+
+    /// The topic `topic_arn`.
+    pub fn topic(&self, topic_arn: impl Into<String>) -> SnsTopic {
+        let arn: String = topic_arn.into();
+        SnsTopic {
+            inner: Arc::new(TopicInner {
+                client: self.client.clone(),
+                fifo: arn.ends_with(".fifo"),
+                arn,
+            }),
+        }
+    }
+
+    /// Publishes one message to `topic_arn`.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::InvalidMessage`] before any request, or the publish's error.
+    pub async fn publish(
+        &self,
+        topic_arn: &str,
+        message: OutgoingMessage,
+    ) -> Result<Published, TransportError> {
+        self.topic(topic_arn).publish_one(message).await
+    }
+
+    /// Publishes one message to the default topic.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::Unsupported`] when no default topic was set, else as
+    /// [`publish`](Self::publish).
+    pub async fn publish_default(
+        &self,
+        message: OutgoingMessage,
+    ) -> Result<Published, TransportError> {
+        let Some(topic) = self.default_topic.clone() else {
+            return Err(TransportError::Unsupported {
+                operation: "publishing to the default topic: set INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN (SnsProducer::with_default_topic)",
+            });
+        };
+        self.publish(&topic, message).await
+    }
+}
+
+impl Producer for SnsProducer {
+    fn publisher(
+        &self,
+        destination: &Destination,
+    ) -> BoxFuture<'_, Result<Arc<dyn Publisher>, TransportError>> {
+        let found = match destination {
+            Destination::Topic(arn) => Ok(Arc::new(self.topic(arn.as_str())) as Arc<dyn Publisher>),
+            Destination::Queue(_) => Err(TransportError::Unsupported {
+                operation: "sending to a queue (SnsProducer publishes to topics)",
+            }),
+        };
+        Box::pin(std::future::ready(found))
+    }
+}
+
+impl fmt::Debug for SnsProducer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnsProducer")
+            .field("default_topic", &self.default_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One SNS topic to publish to, from [`SnsProducer::topic`]; a [`Publisher`].
+#[derive(Clone)]
+pub struct SnsTopic {
+    inner: Arc<TopicInner>,
+}
+
+struct TopicInner {
+    client: Client,
+    arn: String,
+    fifo: bool,
+}
+
+impl SnsTopic {
+    /// The topic's ARN.
+    pub fn arn(&self) -> &str {
+        &self.inner.arn
+    }
+
+    async fn publish_one(&self, message: OutgoingMessage) -> Result<Published, TransportError> {
+        self.publish_all(vec![message])
+            .await
+            .pop()
+            .expect("one result per message")
+    }
+
+    /// Publishes `messages` in batches; one result per message, in order.
+    pub async fn publish_all(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Vec<Result<Published, TransportError>> {
+        let mut results: Results = (0..messages.len()).map(|_| None).collect();
+        let mut ready = Vec::with_capacity(messages.len());
+        for (index, message) in messages.into_iter().enumerate() {
+            match self.prepare(index, message) {
+                Ok(entry) => ready.push(entry),
+                Err(invalid) => results[index] = Some(Err(invalid.into())),
+            }
+        }
+        let inner = &self.inner;
+        for request in batch::requests(ready, MAX_BATCH, MAX_MESSAGE_SIZE) {
+            batch::send_request("PublishBatch", request, &mut results, |entries| {
+                let entries = entries
+                    .into_iter()
+                    .map(|(id, mut entry): (String, PublishBatchRequestEntry)| {
+                        entry.id = id;
+                        entry
+                    })
+                    .collect();
+                async move {
+                    let output = inner
+                        .client
+                        .publish_batch()
+                        .topic_arn(&inner.arn)
+                        .set_publish_batch_request_entries(Some(entries))
+                        .send()
+                        .await
+                        .map_err(|e| service_error("PublishBatch", &e))?;
+                    Ok(Answer {
+                        sent: output
+                            .successful()
+                            .iter()
+                            .filter_map(|s| Some((s.id()?.to_owned(), s.message_id()?.to_owned())))
+                            .collect(),
+                        failed: output
+                            .failed()
+                            .iter()
+                            .map(|f| {
+                                let text = format!(
+                                    "{}: {}",
+                                    f.code(),
+                                    f.message().unwrap_or("no message")
+                                );
+                                (f.id().to_owned(), f.sender_fault(), text)
+                            })
+                            .collect(),
+                    })
+                }
+            })
+            .await;
+        }
+        results
+            .into_iter()
+            .map(|result| result.expect("every message answered"))
+            .collect()
+    }
+
+    /// Stamps, checks and converts one message.
+    fn prepare(
+        &self,
+        index: usize,
+        mut message: OutgoingMessage,
+    ) -> Result<Ready<PublishBatchRequestEntry>, InvalidMessage> {
+        let inner = &self.inner;
+        ids::stamp(&mut message, inner.fifo);
+        validate::check(&message, ids::OURS)?;
+        let size = validate::size(&message);
+        if size > MAX_MESSAGE_SIZE {
+            return Err(InvalidMessage::TooLarge {
+                size,
+                max: MAX_MESSAGE_SIZE,
+            });
+        }
+        if !message.delay.is_zero() {
+            return Err(InvalidMessage::DelayOnTopic);
+        }
+        if inner.fifo && message.group_id.is_none() {
+            return Err(InvalidMessage::MissingGroupId {
+                queue: inner.arn.clone(),
+            });
+        }
+        let body = String::from_utf8(message.body.to_vec()).expect("checked: the body is text");
+        let entry = PublishBatchRequestEntry::builder()
+            .id(index.to_string())
+            .message(body)
+            .set_message_attributes(Some(attributes(&message.attributes)))
+            .set_message_group_id(message.group_id)
+            .set_message_deduplication_id(message.deduplication_id)
+            .build()
+            .expect("id and message are set");
+        Ok(Ready { index, size, entry })
+    }
+}
+
+/// An SNS request's failure, classified as SQS's are: throttling, 5xx and connection errors
+/// are retryable.
+fn service_error<E>(
+    operation: &'static str,
+    error: &aws_sdk_sns::error::SdkError<E>,
+) -> TransportError
+where
+    E: aws_sdk_sns::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aws_sdk_sns::error::SdkError;
+    let retryable = match error {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            service.raw().status().is_server_error()
+                || matches!(
+                    code,
+                    "Throttling" | "ThrottlingException" | "InternalError" | "KMSThrottling"
+                )
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    };
+    let text = aws_sdk_sns::error::DisplayErrorContext(error).to_string();
+    TransportError::Service {
+        operation,
+        retryable,
+        source: BoxError::from(text),
+    }
+}
+
+/// Attributes in the SNS SDK's shape.
+fn attributes(
+    attributes: &HashMap<String, AttributeValue>,
+) -> HashMap<String, MessageAttributeValue> {
+    attributes
+        .iter()
+        .filter_map(|(name, value)| {
+            let builder = MessageAttributeValue::builder().data_type(value.data_type());
+            let builder = match value {
+                AttributeValue::Binary(bytes) => builder.binary_value(Blob::new(bytes.to_vec())),
+                other => builder.string_value(other.to_string_value()?),
+            };
+            Some((name.clone(), builder.build().ok()?))
+        })
+        .collect()
+}
+
+impl Publisher for SnsTopic {
+    fn publish(
+        &self,
+        message: OutgoingMessage,
+    ) -> BoxFuture<'_, Result<Published, TransportError>> {
+        Box::pin(self.publish_one(message))
+    }
+
+    fn publish_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> BoxFuture<'_, Vec<Result<Published, TransportError>>> {
+        Box::pin(self.publish_all(messages))
+    }
+}
+
+impl fmt::Debug for SnsTopic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnsTopic")
+            .field("arn", &self.inner.arn)
+            .field("fifo", &self.inner.fifo)
+            .finish_non_exhaustive()
+    }
+}

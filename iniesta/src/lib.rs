@@ -120,6 +120,8 @@ mod state;
 #[doc = include_str!("../../README.md")]
 mod readme_doctests {}
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod dead_letter;
 pub mod lock;

@@ -20,6 +20,21 @@ const LOG_TAIL: usize = 60;
 ///
 /// When the build fails.
 pub fn build(name: &str) -> PathBuf {
+    cargo_build(&["--example", name], &Path::new("examples").join(name))
+}
+
+/// Builds the workspace's binary `name` (the `iniesta` command line) into this test's target
+/// directory and returns its path.
+///
+/// # Panics
+///
+/// When the build fails.
+pub fn build_bin(name: &str) -> PathBuf {
+    cargo_build(&["--bins"], Path::new(name))
+}
+
+/// Runs `cargo build` with `what` and returns `<profile dir>/<built>`.
+fn cargo_build(what: &[&str], built: &Path) -> PathBuf {
     // A test runs as <target>/<profile>/deps/<test>-<hash>.
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
@@ -29,24 +44,18 @@ pub fn build(name: &str) -> PathBuf {
         .current_dir(ROOT)
         // The feature set of `cargo test --workspace --all-features`, so the build reuses the
         // test build's `iniesta` instead of compiling another.
-        .args([
-            "build",
-            "--quiet",
-            "--workspace",
-            "--all-features",
-            "--example",
-            name,
-        ])
+        .args(["build", "--quiet", "--workspace", "--all-features"])
+        .args(what)
         .arg("--target-dir")
         .arg(target_dir);
     if profile_dir.ends_with("release") {
         cargo.arg("--release");
     }
     let status = cargo.status().expect("cargo runs");
-    assert!(status.success(), "cargo build --example {name} failed");
-    let path = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(status.success(), "cargo build {what:?} failed");
+    let mut path = profile_dir.join(built).into_os_string();
+    path.push(std::env::consts::EXE_SUFFIX);
+    let path = PathBuf::from(path);
     assert!(path.exists(), "{} was not built", path.display());
     path
 }

@@ -54,6 +54,8 @@
 mod breaker;
 mod dead_letter;
 mod env;
+#[cfg(feature = "cli")]
+pub(crate) use env::parse_duration;
 mod lock;
 mod log_format;
 mod ops;

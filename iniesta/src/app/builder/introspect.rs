@@ -29,8 +29,12 @@ impl AppBuilder {
             .map(|entry| {
                 let mut keys = entry.keys;
                 keys.sort();
+                let location = match entry.location.line {
+                    0 => entry.location.file.clone(),
+                    line => format!("{}:{line}", entry.location.file),
+                };
                 HandlerInfo {
-                    location: entry.location.to_string(),
+                    location,
                     name: entry.location.name,
                     keys,
                     fallback: entry.fallback,

@@ -1,0 +1,15 @@
+//! The `iniesta` command line: send, publish, receive, filter-policy, handlers, redrive.
+//! See `iniesta --help` and [`iniesta::cli`].
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match iniesta::cli::run_tool().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The command line (feature `cli`): the `iniesta` binary, and the same commands inside a
+//! service's own binary.
+//!
+//! ```text
+//! iniesta send --queue NAME --event KEY --body TEXT [--attribute NAME=VALUE]...
+//! iniesta publish [--topic-arn ARN] --event KEY --body TEXT [--attribute NAME=VALUE]...
+//! iniesta receive [--queue NAME] [--max N] [--wait 1s]
+//! iniesta filter-policy
+//! iniesta handlers
+//! iniesta redrive [--from DLQ] [--to QUEUE] [--max N]
+//! ```
+//!
+//! Every command reads the same `INIESTA_*` variables as [`iniesta::run`](crate::run)
+//! ([`Config::from_env`]); `--endpoint-url`, `--region` and `--profile` take precedence over
+//! them and the AWS defaults. `send` and `publish` print `{"message_id": ...}`; `receive`
+//! prints one JSON object per message (bodies included: that is what it is for) and leaves the
+//! messages visible.
+//!
+//! In a service's binary, [`run`] is a drop-in for `iniesta::run()`: with no command it
+//! consumes, and `handlers` and `filter-policy` describe that binary's own handlers:
+//!
+//! ```no_run,standalone_crate
+//! #[iniesta::handler("UserUpdated.user")]
+//! async fn user_updated(msg: iniesta::Message) {
+//!     println!("{}", msg.id());
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), iniesta::Error> {
+//!     // `my-service` consumes; `my-service filter-policy` prints the policy its handlers need.
+//!     iniesta::cli::run().await
+//! }
+//! ```
+
+mod args;
+mod aws;
+mod inspect;
+mod produce;
+
+use clap::Parser as _;
+
+use crate::config::Config;
+use crate::{App, AppBuilder, Result};
+use args::{Cli, Command};
+
+/// Runs the command on the command line; with none, consumes exactly as
+/// [`iniesta::run`](crate::run) does, with the handlers this binary registered.
+///
+/// # Errors
+///
+/// The command's: a bad setting, a queue or topic that does not exist, a message that breaks
+/// the broker's rules, a failed request. A bad command line prints clap's help and exits
+/// with status 2.
+pub async fn run() -> Result<()> {
+    run_with(|builder| builder).await
+}
+
+/// As [`run`], with the app set up by `configure` (state, handlers added at runtime) for
+/// consuming and for `handlers` and `filter-policy`.
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_with(configure: impl FnOnce(AppBuilder) -> AppBuilder) -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => configure(App::from_env().await?).build()?.run().await,
+        Some(command) => execute(&cli.aws, command, configure(App::builder())).await,
+    }
+}
+
+/// The `iniesta` binary: as [`run`], but a command is required (the tool registers no
+/// handlers of its own, so it has nothing to consume with).
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_tool() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(command) => execute(&cli.aws, command, App::builder()).await,
+        None => {
+            use clap::CommandFactory as _;
+            Cli::command().print_help()?;
+            Ok(())
+        }
+    }
+}
+
+async fn execute(aws_args: &args::AwsArgs, command: Command, builder: AppBuilder) -> Result<()> {
+    let config = Config::from_env()?;
+    match command {
+        Command::Handlers => {
+            inspect::handlers(&builder);
+            Ok(())
+        }
+        Command::FilterPolicy => inspect::filter_policy(&builder, &config),
+        Command::Send(args) => {
+            let sdk = aws::sdk(aws_args).await;
+            produce::send(&args, aws::sqs(&sdk, aws_args, &config), &config).await
+        }
+        Command::Publish(args) => publish(aws_args, &args, &config).await,
+        Command::Receive(args) => {
+            let sdk = aws::sdk(aws_args).await;
+            inspect::receive(&args, aws::sqs(&sdk, aws_args, &config), &config).await
+        }
+        Command::Redrive(args) => {
+            let sdk = aws::sdk(aws_args).await;
+            let Some(from) = args
+                .from
+                .as_ref()
+                .or(config.dead_letter.queue_name.as_ref())
+            else {
+                return Err(crate::ConfigError::Missing {
+                    what: "the dead-letter queue".into(),
+                    variables: "--from or INIESTA_DEAD_LETTER_QUEUE_NAME".into(),
+                }
+                .into());
+            };
+            let client = aws::sqs(&sdk, aws_args, &config);
+            let sink = crate::dead_letter::SqsDeadLetterSink::connect(client, from).await?;
+            let moved = sink.redrive(args.to.as_deref(), args.max).await?;
+            println!("{}", serde_json::json!({ "moved": moved }));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(feature = "sns")]
+async fn publish(
+    aws_args: &args::AwsArgs,
+    args: &args::PublishArgs,
+    config: &Config,
+) -> Result<()> {
+    let sdk = aws::sdk(aws_args).await;
+    produce::publish(args, aws::sns(&sdk, aws_args, config), config).await
+}
+
+#[cfg(not(feature = "sns"))]
+async fn publish(_: &args::AwsArgs, _: &args::PublishArgs, _: &Config) -> Result<()> {
+    Err(crate::ConfigError::Conflict(
+        "`publish` needs iniesta's `sns` feature: this binary was built without it".into(),
+    )
+    .into())
+}

@@ -58,6 +58,12 @@ pub enum Error {
     /// Installing a signal handler or another I/O step failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// Deployment checks (`iniesta check`) failed; each said what is wrong and how to fix it.
+    #[error("{failed} deployment check(s) failed")]
+    ChecksFailed {
+        /// How many failed.
+        failed: usize,
+    },
 }
 
 /// A bad setting, named by the variable or builder method it came from.
@@ -147,6 +153,10 @@ impl Error {
                 .field("column", column)
                 .finish(),
             Error::Io(e) => f.debug_tuple("Io").field(e).finish(),
+            Error::ChecksFailed { failed } => f
+                .debug_struct("ChecksFailed")
+                .field("failed", failed)
+                .finish(),
         }
     }
 }

@@ -44,8 +44,19 @@ pub(crate) enum Command {
     FilterPolicy,
     /// List the handlers this binary routes, with their event keys.
     Handlers,
+    /// Check the deployment: queue, redrive policy, visibility, queue policy, subscription,
+    /// filter policy, raw delivery, lock servers. Exits non-zero when a check fails.
+    Check(CheckArgs),
     /// Move dead letters back to the queue they came from.
     Redrive(RedriveArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The topic the queue is subscribed to; default: INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN
+    /// (without either, the subscription checks are skipped).
+    #[arg(long, value_name = "ARN")]
+    pub(crate) topic_arn: Option<String>,
 }
 
 /// What every message sent or published takes.

@@ -7,7 +7,6 @@ use base64::Engine as _;
 
 use super::args::ReceiveArgs;
 use crate::config::Config;
-use crate::subscription::FilterPolicy;
 use crate::transport::sqs::sdk_attribute;
 use crate::{AppBuilder, AttributeValue, ConfigError, Result};
 
@@ -98,14 +97,7 @@ pub(super) fn handlers(builder: &AppBuilder) {
 
 /// Prints the filter policy: from `INIESTA_SQS_CONSUMER_FILTERS`, else the handlers'.
 pub(super) fn filter_policy(builder: &AppBuilder, config: &Config) -> Result<()> {
-    let policy = match &config.sns.consumer_filters {
-        Some(filters) => Some(FilterPolicy::from_keys(
-            config.consumer.decode.event_attribute.as_str(),
-            filters,
-        )),
-        None => builder.filter_policy(),
-    };
-    let Some(policy) = policy else {
+    let Some(policy) = super::check::wanted_policy(builder, config) else {
         eprintln!(
             "no filter policy: a fallback handler wants every event (remove the subscription's FilterPolicy)"
         );

@@ -7,6 +7,7 @@
 //! iniesta receive [--queue NAME] [--max N] [--wait 1s]
 //! iniesta filter-policy
 //! iniesta handlers
+//! iniesta check [--topic-arn ARN]
 //! iniesta redrive [--from DLQ] [--to QUEUE] [--max N]
 //! ```
 //!
@@ -34,6 +35,7 @@
 
 mod args;
 mod aws;
+mod check;
 mod inspect;
 mod produce;
 
@@ -103,6 +105,20 @@ async fn execute(aws_args: &args::AwsArgs, command: Command, builder: AppBuilder
         Command::Receive(args) => {
             let sdk = aws::sdk(aws_args).await;
             inspect::receive(&args, aws::sqs(&sdk, aws_args, &config), &config).await
+        }
+        Command::Check(args) => {
+            let sdk = aws::sdk(aws_args).await;
+            let inputs = check::Inputs {
+                sqs: aws::sqs(&sdk, aws_args, &config),
+                #[cfg(feature = "sns")]
+                sns: aws::sns(&sdk, aws_args, &config),
+                topic_arn: args
+                    .topic_arn
+                    .or_else(|| config.sns.producer_topic_arn.clone()),
+                policy: check::wanted_policy(&builder, &config),
+                config: &config,
+            };
+            check::run(inputs).await
         }
         Command::Redrive(args) => {
             let sdk = aws::sdk(aws_args).await;

@@ -1,0 +1,120 @@
+//! `check`: is the deployment what the consumer needs? Each check passes, fails (saying what
+//! is wrong and how to fix it) or is skipped (saying why); any failure makes the command exit
+//! non-zero.
+
+mod lock;
+mod queue;
+mod subscription;
+
+use std::fmt;
+
+use crate::config::Config;
+use crate::subscription::FilterPolicy;
+use crate::{AppBuilder, Error, Result};
+
+/// How one check came out.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    Pass(String),
+    Fail { wrong: String, fix: String },
+    Skip(String),
+}
+
+/// One check's name and verdict.
+#[derive(Debug)]
+pub(super) struct Finding {
+    pub(super) name: &'static str,
+    pub(super) verdict: Verdict,
+}
+
+impl Finding {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Self {
+        Finding {
+            name,
+            verdict: Verdict::Pass(detail.into()),
+        }
+    }
+
+    fn fail(name: &'static str, wrong: impl Into<String>, fix: impl Into<String>) -> Self {
+        Finding {
+            name,
+            verdict: Verdict::Fail {
+                wrong: wrong.into(),
+                fix: fix.into(),
+            },
+        }
+    }
+
+    fn skip(name: &'static str, why: impl Into<String>) -> Self {
+        Finding {
+            name,
+            verdict: Verdict::Skip(why.into()),
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.verdict {
+            Verdict::Pass(detail) => write!(f, "ok    {}: {detail}", self.name),
+            Verdict::Skip(why) => write!(f, "skip  {}: {why}", self.name),
+            Verdict::Fail { wrong, fix } => {
+                write!(f, "FAIL  {}: {wrong}\n      fix: {fix}", self.name)
+            }
+        }
+    }
+}
+
+/// What the checks need: the settings, the clients, the topic (if any) and the filter
+/// policy the handlers (or `INIESTA_SQS_CONSUMER_FILTERS`) ask for.
+pub(super) struct Inputs<'a> {
+    pub(super) config: &'a Config,
+    pub(super) sqs: aws_sdk_sqs::Client,
+    #[cfg(feature = "sns")]
+    pub(super) sns: aws_sdk_sns::Client,
+    pub(super) topic_arn: Option<String>,
+    /// `None`: every event is wanted (a fallback handler).
+    pub(super) policy: Option<FilterPolicy>,
+}
+
+/// The filter policy the subscription should have.
+pub(super) fn wanted_policy(builder: &AppBuilder, config: &Config) -> Option<FilterPolicy> {
+    match &config.sns.consumer_filters {
+        Some(filters) => Some(FilterPolicy::from_keys(
+            config.consumer.decode.event_attribute.as_str(),
+            filters,
+        )),
+        None => builder.filter_policy(),
+    }
+}
+
+/// Runs every check, prints each finding, and fails when one failed.
+pub(super) async fn run(inputs: Inputs<'_>) -> Result<()> {
+    let mut findings = Vec::new();
+    let queue = queue::check(&inputs, &mut findings).await;
+    subscription::check(&inputs, queue.as_ref(), &mut findings).await;
+    lock::check(inputs.config, &mut findings);
+    let failed = findings
+        .iter()
+        .filter(|f| matches!(f.verdict, Verdict::Fail { .. }))
+        .count();
+    for finding in &findings {
+        println!("{finding}");
+    }
+    println!(
+        "{} checks: {} passed, {failed} failed, {} skipped",
+        findings.len(),
+        findings
+            .iter()
+            .filter(|f| matches!(f.verdict, Verdict::Pass(_)))
+            .count(),
+        findings
+            .iter()
+            .filter(|f| matches!(f.verdict, Verdict::Skip(_)))
+            .count(),
+    );
+    if failed > 0 {
+        return Err(Error::ChecksFailed { failed });
+    }
+    Ok(())
+}

@@ -22,10 +22,16 @@ fn iniesta() -> PathBuf {
 /// Runs `binary` with `args` against moto (`--endpoint-url`), with `env` set and no
 /// `INIESTA_*` variable of this process leaking in.
 fn run(binary: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let endpoint = sqs::endpoint();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--endpoint-url", endpoint.as_str()]);
+    run_plain(binary, &all, env)
+}
+
+/// Runs `binary` with exactly `args` and `env` (no `INIESTA_*` of this process).
+fn run_plain(binary: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = std::process::Command::new(binary);
-    command
-        .args(args)
-        .args(["--endpoint-url", &sqs::endpoint()]);
+    command.args(args);
     for (name, _) in std::env::vars() {
         if name.starts_with("INIESTA_") {
             command.env_remove(name);
@@ -121,6 +127,66 @@ async fn publish_reaches_a_subscribed_queue() {
         Some("UserUpdated.user")
     );
     queue.delete().await;
+}
+
+#[tokio::test]
+async fn the_endpoint_can_come_from_the_environment_alone() {
+    let topic = sqs::topic("cli-env").await;
+    let queue = sqs::queue("cli-env-sub").await;
+    topic.subscribe(&queue, true).await;
+    let endpoint = sqs::endpoint();
+    let env = [("INIESTA_SQS_ENDPOINT_URL", endpoint.as_str())];
+    let sent = run_plain(
+        iniesta(),
+        &[
+            "send",
+            "--queue",
+            &queue.name,
+            "--event",
+            "A.b",
+            "--body",
+            "sent",
+        ],
+        &env,
+    );
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    let published = run_plain(
+        iniesta(),
+        &[
+            "publish",
+            "--topic-arn",
+            &topic.arn,
+            "--event",
+            "A.b",
+            "--body",
+            "published",
+        ],
+        &env,
+    );
+    assert!(published.status.success(), "{}", stderr(&published));
+    let mut bodies = Vec::new();
+    for _ in 0..10 {
+        for message in queue.receive_raw(10, Duration::from_secs(1)).await {
+            bodies.push(message.body().unwrap_or_default().to_owned());
+        }
+        if bodies.len() == 2 {
+            break;
+        }
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["published", "sent"]);
+    queue.delete().await;
+}
+
+#[test]
+fn the_tool_without_a_command_is_a_usage_error() {
+    let output = run_plain(iniesta(), &[], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("a command is required"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test]
@@ -272,11 +338,23 @@ fn a_service_binary_describes_its_own_handlers() {
         "{text}"
     );
 
-    let policy = run(service, &["filter-policy"], &[]);
+    let policy = run(service.clone(), &["filter-policy"], &[]);
     assert!(policy.status.success(), "{}", stderr(&policy));
     let policy: serde_json::Value = serde_json::from_str(stdout(&policy).trim()).unwrap();
     assert_eq!(
         policy,
         serde_json::json!({"iniesta_pass": ["UserUpdated.user", {"prefix": "Order."}]})
+    );
+    // The event key's attribute as the service reads it.
+    let renamed = run(
+        service,
+        &["filter-policy"],
+        &[("INIESTA_SNS_EVENT_KEY", "event")],
+    );
+    assert!(renamed.status.success(), "{}", stderr(&renamed));
+    let renamed: serde_json::Value = serde_json::from_str(stdout(&renamed).trim()).unwrap();
+    assert_eq!(
+        renamed,
+        serde_json::json!({"event": ["UserUpdated.user", {"prefix": "Order."}]})
     );
 }

@@ -60,7 +60,10 @@ async fn a_publish_reaches_a_queue_whose_derived_filter_policy_lets_it_through()
         .registered_handlers(false)
         .handler("UserUpdated.user", noop)
         .handler("Order.*", noop);
-    let policy = consumer.filter_policy().expect("no fallback: a policy");
+    let policy = consumer
+        .filter_policy()
+        .expect("valid keys")
+        .expect("no fallback: a policy");
     assert_eq!(
         policy.to_json(),
         serde_json::json!({"iniesta_pass": ["UserUpdated.user", {"prefix": "Order."}]})

@@ -91,7 +91,13 @@ impl App {
     /// queue, region and endpoint), denied access, or SQS still unreachable when the startup
     /// timeout runs out; the lock servers failing to connect.
     pub async fn from_env() -> Result<AppBuilder> {
-        let config = Config::from_env()?;
+        App::from_config_with_logs(Config::from_env()?).await
+    }
+
+    /// [`from_config`](Self::from_config) after installing the default log output, as
+    /// [`from_env`](Self::from_env) does (for `iniesta::cli`, which adjusts the settings
+    /// from its command line first).
+    pub(crate) async fn from_config_with_logs(config: Config) -> Result<AppBuilder> {
         logging::install_default(config.log_format);
         App::from_config(config).await
     }

@@ -97,10 +97,10 @@ pub(super) fn handlers(builder: &AppBuilder) {
 
 /// Prints the filter policy: from `INIESTA_SQS_CONSUMER_FILTERS`, else the handlers'.
 pub(super) fn filter_policy(builder: &AppBuilder, config: &Config) -> Result<()> {
-    let Some(policy) = super::check::wanted_policy(builder, config) else {
-        eprintln!(
-            "no filter policy: a fallback handler wants every event (remove the subscription's FilterPolicy)"
-        );
+    let Some(policy) = super::check::wanted_policy(builder, config)? else {
+        // `{}` is how SNS takes "no filter policy" when it is set.
+        eprintln!("no filter policy: a fallback handler wants every event");
+        println!("{{}}");
         return Ok(());
     };
     if policy.is_empty() {

@@ -65,58 +65,81 @@ pub async fn run() -> Result<()> {
 /// As [`run`].
 pub async fn run_with(configure: impl FnOnce(AppBuilder) -> AppBuilder) -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        None => configure(App::from_env().await?).build()?.run().await,
-        Some(command) => execute(&cli.aws, command, configure(App::builder())).await,
-    }
+    let mut config = Config::from_env()?;
+    let Some(command) = cli.command else {
+        if cli.aws.region.is_some() || cli.aws.profile.is_some() {
+            return Err(crate::ConfigError::Conflict(
+                "--region and --profile apply to commands; to consume, set AWS_REGION and AWS_PROFILE".into(),
+            )
+            .into());
+        }
+        if let Some(endpoint) = cli.aws.endpoint_url {
+            config.sqs.endpoint_url = Some(endpoint);
+        }
+        return configure(App::from_config_with_logs(config).await?)
+            .build()?
+            .run()
+            .await;
+    };
+    let builder = configure(AppBuilder::from_settings(&config));
+    execute(&cli.aws, command, builder, &config).await
 }
 
 /// The `iniesta` binary: as [`run`], but a command is required (the tool registers no
-/// handlers of its own, so it has nothing to consume with).
+/// handlers of its own, so it has nothing to consume with): without one, it prints the usage
+/// and exits with status 2.
 ///
 /// # Errors
 ///
 /// As [`run`].
 pub async fn run_tool() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Some(command) => execute(&cli.aws, command, App::builder()).await,
-        None => {
-            use clap::CommandFactory as _;
-            Cli::command().print_help()?;
-            Ok(())
-        }
-    }
+    let Some(command) = cli.command else {
+        use clap::CommandFactory as _;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a command is required: send, publish, receive, filter-policy, handlers, check or redrive",
+            )
+            .exit();
+    };
+    let config = Config::from_env()?;
+    let builder = AppBuilder::from_settings(&config);
+    execute(&cli.aws, command, builder, &config).await
 }
 
-async fn execute(aws_args: &args::AwsArgs, command: Command, builder: AppBuilder) -> Result<()> {
-    let config = Config::from_env()?;
+async fn execute(
+    aws_args: &args::AwsArgs,
+    command: Command,
+    builder: AppBuilder,
+    config: &Config,
+) -> Result<()> {
     match command {
         Command::Handlers => {
             inspect::handlers(&builder);
             Ok(())
         }
-        Command::FilterPolicy => inspect::filter_policy(&builder, &config),
+        Command::FilterPolicy => inspect::filter_policy(&builder, config),
         Command::Send(args) => {
             let sdk = aws::sdk(aws_args).await;
-            produce::send(&args, aws::sqs(&sdk, aws_args, &config), &config).await
+            produce::send(&args, aws::sqs(&sdk, aws_args, config), config).await
         }
-        Command::Publish(args) => publish(aws_args, &args, &config).await,
+        Command::Publish(args) => publish(aws_args, &args, config).await,
         Command::Receive(args) => {
             let sdk = aws::sdk(aws_args).await;
-            inspect::receive(&args, aws::sqs(&sdk, aws_args, &config), &config).await
+            inspect::receive(&args, aws::sqs(&sdk, aws_args, config), config).await
         }
         Command::Check(args) => {
             let sdk = aws::sdk(aws_args).await;
             let inputs = check::Inputs {
-                sqs: aws::sqs(&sdk, aws_args, &config),
+                sqs: aws::sqs(&sdk, aws_args, config),
                 #[cfg(feature = "sns")]
-                sns: aws::sns(&sdk, aws_args, &config),
+                sns: aws::sns(&sdk, aws_args, config),
                 topic_arn: args
                     .topic_arn
                     .or_else(|| config.sns.producer_topic_arn.clone()),
-                policy: check::wanted_policy(&builder, &config),
-                config: &config,
+                policy: check::wanted_policy(&builder, config)?,
+                config,
             };
             check::run(inputs).await
         }
@@ -133,7 +156,7 @@ async fn execute(aws_args: &args::AwsArgs, command: Command, builder: AppBuilder
                 }
                 .into());
             };
-            let client = aws::sqs(&sdk, aws_args, &config);
+            let client = aws::sqs(&sdk, aws_args, config);
             let sink = crate::dead_letter::SqsDeadLetterSink::connect(client, from).await?;
             let moved = sink.redrive(args.to.as_deref(), args.max).await?;
             println!("{}", serde_json::json!({ "moved": moved }));

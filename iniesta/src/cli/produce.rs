@@ -1,6 +1,8 @@
 //! `send` and `publish`: one message from the command line.
 
-use super::args::{MessageArgs, PublishArgs, SendArgs};
+#[cfg(feature = "sns")]
+use super::args::PublishArgs;
+use super::args::{MessageArgs, SendArgs};
 use crate::config::Config;
 use crate::producer::SqsProducer;
 use crate::transport::Published;

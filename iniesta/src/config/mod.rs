@@ -45,7 +45,7 @@
 //! | `INIESTA_CIRCUIT_BREAKER` | `off` | `15/20`: stop receiving when 15 of the last 20 deliveries failed ([`CircuitBreaker`]) |
 //! | `INIESTA_CIRCUIT_BREAKER_COOLDOWN`, `..._MAX_COOLDOWN`, `..._TRIAL` | 30s, 5m, 5 | how long it stops, and the trial after it |
 //! | `INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN` | none | the topic published to when none is named |
-//! | `INIESTA_SNS_ENDPOINT_URL` | `AWS_ENDPOINT_URL_SNS`, `AWS_ENDPOINT_URL` | SNS endpoint |
+//! | `INIESTA_SNS_ENDPOINT_URL` | `AWS_ENDPOINT_URL_SNS`, `INIESTA_SQS_ENDPOINT_URL` | SNS endpoint |
 //! | `INIESTA_SQS_CONSUMER_FILTERS` | the handlers' keys | comma-separated keys and `Prefix*` patterns the queue's subscription lets through ([`FilterPolicy`](crate::subscription::FilterPolicy)) |
 //!
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,

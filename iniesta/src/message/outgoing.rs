@@ -36,16 +36,27 @@ impl OutgoingMessage {
         OutgoingMessage::without_event().attribute(DEFAULT_EVENT_ATTRIBUTE, event.into())
     }
 
-    /// A message whose event key is `{event}.{service_name}`, iniesta's convention for events
-    /// published to a shared topic: the suffix names the service the event is about, and
-    /// consumers subscribe to `UserUpdated.user` or to every `UserUpdated.*`.
+    /// A message whose event key is `{event}.{service_name}`, the convention of iniesta (the
+    /// Python library) for events published to a shared topic: the suffix names the service
+    /// that publishes (its `INIESTA_SERVICE_NAME`), so consumers subscribe to
+    /// `UserUpdated.user` (from the `user` service) or to `UserUpdated.*` (from any). An event
+    /// that already ends in `.{service_name}` is left as it is.
     ///
     /// ```
     /// let msg = iniesta::OutgoingMessage::for_service("UserUpdated", "user");
     /// assert_eq!(msg.attributes()["iniesta_pass"].as_str(), Some("UserUpdated.user"));
+    /// let same = iniesta::OutgoingMessage::for_service("UserUpdated.user", "user");
+    /// assert_eq!(same.attributes()["iniesta_pass"].as_str(), Some("UserUpdated.user"));
     /// ```
     pub fn for_service(event: &str, service_name: &str) -> Self {
-        OutgoingMessage::new(format!("{event}.{service_name}"))
+        let suffixed = event
+            .strip_suffix(service_name)
+            .is_some_and(|head| head.ends_with('.'));
+        if suffixed {
+            OutgoingMessage::new(event)
+        } else {
+            OutgoingMessage::new(format!("{event}.{service_name}"))
+        }
     }
 
     /// A message with no event key (it routes to the fallback).

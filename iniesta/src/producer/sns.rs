@@ -193,7 +193,11 @@ impl SnsTopic {
                         sent: output
                             .successful()
                             .iter()
-                            .filter_map(|s| Some((s.id()?.to_owned(), s.message_id()?.to_owned())))
+                            // Sent even when SNS names no message id: never published twice.
+                            .filter_map(|s| {
+                                let id = s.id()?.to_owned();
+                                Some((id, s.message_id().unwrap_or_default().to_owned()))
+                            })
                             .collect(),
                         failed: output
                             .failed()
@@ -268,7 +272,9 @@ where
     let retryable = match error {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
-            service.raw().status().is_server_error()
+            let status = service.raw().status();
+            status.is_server_error()
+                || status.as_u16() == 429
                 || matches!(
                     code,
                     "Throttling" | "ThrottlingException" | "InternalError" | "KMSThrottling"

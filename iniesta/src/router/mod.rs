@@ -97,12 +97,15 @@ pub(crate) struct Router {
     fallback: Option<usize>,
 }
 
-enum Key<'a> {
+/// An event key or pattern as routing reads it.
+pub(crate) enum Key<'a> {
     Exact(&'a str),
+    /// `Order.*`, without its `*`.
     Prefix(&'a str),
 }
 
-fn parse_key(key: &str) -> Result<Key<'_>, &'static str> {
+/// The one rule of what a key or pattern may be, for routing and for filter policies.
+pub(crate) fn parse_key(key: &str) -> Result<Key<'_>, &'static str> {
     if key.trim().is_empty() {
         return Err("event keys cannot be empty");
     }

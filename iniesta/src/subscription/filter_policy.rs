@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::router::Key;
+
 /// An SNS subscription filter policy on the event-key attribute: exact keys as strings,
 /// prefix patterns (`Order.*`) as `{"prefix": "Order."}`, so the queue gets exactly the events
 /// its handlers route. A consumer with a fallback handler wants every event and needs no
@@ -12,7 +14,7 @@ use std::collections::BTreeSet;
 /// ```
 /// use iniesta::subscription::FilterPolicy;
 ///
-/// let policy = FilterPolicy::from_keys("iniesta_pass", ["UserUpdated.user", "Order.*"]);
+/// let policy = FilterPolicy::from_keys("iniesta_pass", ["UserUpdated.user", "Order.*"]).unwrap();
 /// assert_eq!(
 ///     policy.to_json(),
 ///     serde_json::json!({"iniesta_pass": ["UserUpdated.user", {"prefix": "Order."}]})
@@ -27,31 +29,74 @@ pub struct FilterPolicy {
     prefixes: BTreeSet<String>,
 }
 
+/// Most values SNS takes in one filter policy.
+pub const MAX_FILTER_VALUES: usize = 150;
+
+/// A key that cannot go into a filter policy, or too many of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FilterPolicyError {
+    /// A key or pattern routing would refuse too.
+    #[error("`{key}` is not an event key or pattern: {reason}")]
+    Key {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// More values than SNS takes.
+    #[error(
+        "{count} values, over SNS's {MAX_FILTER_VALUES}: group keys under patterns such as `Order.*`"
+    )]
+    TooManyValues {
+        /// Values the policy would have.
+        count: usize,
+    },
+}
+
 impl FilterPolicy {
-    /// The policy for `keys` (exact keys and `Prefix*` patterns) on the attribute
-    /// `attribute`. A `*` anywhere but at the end is taken literally, as routing rejects it.
+    /// The policy for `keys` (exact keys and `Prefix*` patterns, as routing takes them) on
+    /// the attribute `attribute`. Exact keys a pattern covers are left out.
+    ///
+    /// # Errors
+    ///
+    /// A key routing would refuse (empty, a `*` not at the end, a lone `*`), or more than
+    /// [`MAX_FILTER_VALUES`] values.
     pub fn from_keys<K: AsRef<str>>(
         attribute: impl Into<String>,
         keys: impl IntoIterator<Item = K>,
-    ) -> Self {
+    ) -> Result<Self, FilterPolicyError> {
         let mut policy = FilterPolicy {
             attribute: attribute.into(),
             exact: BTreeSet::new(),
             prefixes: BTreeSet::new(),
         };
         for key in keys {
-            let key = key.as_ref().trim();
-            match key.strip_suffix('*') {
-                Some(prefix) if !prefix.is_empty() => {
+            let key = key.as_ref();
+            match crate::router::parse_key(key) {
+                Ok(Key::Exact(exact)) => {
+                    policy.exact.insert(exact.to_owned());
+                }
+                Ok(Key::Prefix(prefix)) => {
                     policy.prefixes.insert(prefix.to_owned());
                 }
-                _ if !key.is_empty() => {
-                    policy.exact.insert(key.to_owned());
+                Err(reason) => {
+                    return Err(FilterPolicyError::Key {
+                        key: key.to_owned(),
+                        reason,
+                    });
                 }
-                _ => {}
             }
         }
+        let prefixes = policy.prefixes.clone();
         policy
+            .exact
+            .retain(|key| !prefixes.iter().any(|p| key.starts_with(p.as_str())));
+        let count = policy.exact.len() + policy.prefixes.len();
+        if count > MAX_FILTER_VALUES {
+            return Err(FilterPolicyError::TooManyValues { count });
+        }
+        Ok(policy)
     }
 
     /// Whether the policy names no key (SNS refuses an empty list: there is nothing to
@@ -114,19 +159,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exact_keys_and_prefixes_sorted_and_deduplicated() {
-        let policy = FilterPolicy::from_keys("k", ["b", "a", "P.*", "a", " ", "*"]);
+    fn exact_keys_and_prefixes_sorted_deduplicated_and_covered_keys_dropped() {
+        let policy = FilterPolicy::from_keys("k", ["b", "a", "P.*", "a", "P.x"]).unwrap();
         assert_eq!(
             policy.to_json(),
-            serde_json::json!({"k": ["*", "a", "b", {"prefix": "P."}]})
+            serde_json::json!({"k": ["a", "b", {"prefix": "P."}]})
         );
         assert!(!policy.is_empty());
-        assert!(FilterPolicy::from_keys("k", Vec::<String>::new()).is_empty());
+        assert!(
+            FilterPolicy::from_keys("k", Vec::<String>::new())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn keys_routing_refuses_and_too_many_values_are_errors() {
+        for bad in ["*", "a*b", ""] {
+            assert!(
+                matches!(
+                    FilterPolicy::from_keys("k", [bad]),
+                    Err(FilterPolicyError::Key { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let many: Vec<String> = (0..151).map(|i| format!("E{i}.x")).collect();
+        assert_eq!(
+            FilterPolicy::from_keys("k", &many),
+            Err(FilterPolicyError::TooManyValues { count: 151 })
+        );
     }
 
     #[test]
     fn the_same_policy_in_another_order_is_the_same() {
-        let policy = FilterPolicy::from_keys("k", ["a", "P.*"]);
+        let policy = FilterPolicy::from_keys("k", ["a", "P.*"]).unwrap();
         assert!(policy.same_as(&serde_json::json!({"k": [{"prefix": "P."}, "a"]})));
         assert!(!policy.same_as(&serde_json::json!({"k": ["a"]})));
         assert!(!policy.same_as(&serde_json::json!({"other": ["a", {"prefix": "P."}]})));

@@ -2,4 +2,4 @@
 
 mod filter_policy;
 
-pub use filter_policy::FilterPolicy;
+pub use filter_policy::{FilterPolicy, FilterPolicyError, MAX_FILTER_VALUES};

@@ -2,7 +2,7 @@
 //! (for `iniesta::cli`'s `handlers` and `filter-policy`, and deployment checks).
 
 use super::AppBuilder;
-use crate::subscription::FilterPolicy;
+use crate::subscription::{FilterPolicy, FilterPolicyError};
 
 /// One handler as the app routes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,15 +47,16 @@ impl AppBuilder {
 
     /// The SNS filter policy the handlers need on the event-key attribute: `None` when one is
     /// the fallback (it wants every event: no filter).
-    pub fn filter_policy(&self) -> Option<FilterPolicy> {
+    ///
+    /// # Errors
+    ///
+    /// A key routing refuses, or more keys than SNS takes (see [`FilterPolicy::from_keys`]).
+    pub fn filter_policy(&self) -> Result<Option<FilterPolicy>, FilterPolicyError> {
         let handlers = self.handler_list();
         if handlers.iter().any(|h| h.fallback) {
-            return None;
+            return Ok(None);
         }
         let keys = handlers.iter().flat_map(|h| h.keys.iter());
-        Some(FilterPolicy::from_keys(
-            self.consumer.decode.event_attribute.clone(),
-            keys,
-        ))
+        FilterPolicy::from_keys(self.consumer.decode.event_attribute.clone(), keys).map(Some)
     }
 }

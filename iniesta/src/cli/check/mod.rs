@@ -77,15 +77,18 @@ pub(super) struct Inputs<'a> {
     pub(super) policy: Option<FilterPolicy>,
 }
 
-/// The filter policy the subscription should have.
-pub(super) fn wanted_policy(builder: &AppBuilder, config: &Config) -> Option<FilterPolicy> {
-    match &config.sns.consumer_filters {
-        Some(filters) => Some(FilterPolicy::from_keys(
-            config.consumer.decode.event_attribute.as_str(),
-            filters,
-        )),
+/// The filter policy the subscription should have: `INIESTA_SQS_CONSUMER_FILTERS`'s, else
+/// the handlers' (`None`: a fallback wants every event).
+pub(super) fn wanted_policy(builder: &AppBuilder, config: &Config) -> Result<Option<FilterPolicy>> {
+    let policy = match &config.sns.consumer_filters {
+        Some(filters) => {
+            FilterPolicy::from_keys(config.consumer.decode.event_attribute.as_str(), filters)
+                .map(Some)
+        }
         None => builder.filter_policy(),
-    }
+    };
+    policy
+        .map_err(|error| crate::ConfigError::Conflict(format!("the filter policy: {error}")).into())
 }
 
 /// Runs every check, prints each finding, and fails when one failed.

@@ -4,14 +4,39 @@
 //! ```sh
 //! cargo run --example cli_service -- handlers        # its handlers and their keys
 //! cargo run --example cli_service -- filter-policy   # the SNS filter policy they need
+//! cargo run --example cli_service -- asyncapi        # its AsyncAPI 3.0 document
 //! cargo run --example cli_service                    # consume (needs the INIESTA_SQS_* settings)
 //! ```
 
-use iniesta::{Message, handler, handlers};
+use iniesta::asyncapi::SentMessage;
+use iniesta::producer::Destination;
+use iniesta::{Json, Message, handler, handlers};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The body of `UserUpdated.user`.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct UserUpdated {
+    /// The user's id.
+    id: u64,
+    /// The new e-mail address, when it changed.
+    email: Option<String>,
+}
+
+/// The body of `InvoiceIssued.billing`, which billing sends.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // only its schema is used here
+struct InvoiceIssued {
+    invoice: String,
+    cents: u64,
+}
 
 #[handler("UserUpdated.user")]
-async fn user_updated(msg: Message) {
-    println!("user updated: {}", msg.id());
+async fn user_updated(Json(user): Json<UserUpdated>) {
+    match user.email {
+        Some(email) => println!("user {} has a new address: {email}", user.id),
+        None => println!("user updated: {}", user.id),
+    }
 }
 
 /// Billing's handlers, on shared state.
@@ -27,5 +52,14 @@ impl Billing {
 
 #[tokio::main]
 async fn main() -> Result<(), iniesta::Error> {
-    iniesta::cli::run_with(|app| app.state(Billing)).await
+    iniesta::cli::run_with(|app| {
+        app.state(Billing).sends(
+            SentMessage::new(
+                Destination::Queue("iniesta-invoices".into()),
+                "InvoiceIssued.billing",
+            )
+            .payload::<InvoiceIssued>(),
+        )
+    })
+    .await
 }

@@ -9,7 +9,8 @@
 #
 # It makes sure Redis answers on 127.0.0.1:6379 (starting one if not), installs moto into
 # .ci/.cache/moto-venv (cached between runs), starts moto on a free loopback port, exports
-# INIESTA_TEST_SQS_ENDPOINT and static AWS test credentials, and stops what it started on exit.
+# INIESTA_TEST_SQS_ENDPOINT and static AWS test credentials, fetches the AsyncAPI schema
+# (INIESTA_TEST_ASYNCAPI_SCHEMA), and stops what it started on exit.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,6 +65,25 @@ stop_redis() {
     fi
 }
 
+# The official AsyncAPI 3.0.0 JSON schema, for tests/asyncapi.rs: from the npm package
+# @asyncapi/specs (cached in .ci/.cache), named in INIESTA_TEST_ASYNCAPI_SCHEMA.
+ASYNCAPI_SPECS_VERSION=6.11.1
+ensure_asyncapi_schema() {
+    local dir="$ROOT/.ci/.cache/asyncapi-specs-$ASYNCAPI_SPECS_VERSION"
+    local schema="$dir/package/schemas/3.0.0-without-\$id.json"
+    if [[ ! -f "$schema" ]]; then
+        command -v npm >/dev/null ||
+            fail "npm is not installed (the AsyncAPI schema comes from the npm registry): apt-get install npm"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        (cd "$dir" && npm pack --silent "@asyncapi/specs@$ASYNCAPI_SPECS_VERSION" >/dev/null &&
+            tar xzf asyncapi-specs-"$ASYNCAPI_SPECS_VERSION".tgz) ||
+            fail "npm pack @asyncapi/specs@$ASYNCAPI_SPECS_VERSION failed (network?)"
+        [[ -f "$schema" ]] || fail "@asyncapi/specs@$ASYNCAPI_SPECS_VERSION has no $schema"
+    fi
+    export INIESTA_TEST_ASYNCAPI_SCHEMA="$schema"
+}
+
 cleanup() {
     moto_stop
     stop_redis
@@ -79,6 +99,7 @@ mkdir -p "$ROOT/.ci/.cache"
 
 trap cleanup EXIT
 ensure_redis
+ensure_asyncapi_schema
 moto_install
 moto_start
 

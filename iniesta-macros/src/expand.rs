@@ -9,7 +9,8 @@
 //! fn __iniesta_register_user_updated() {
 //!     use ::iniesta::__private as __iniesta_private;
 //!     fn __iniesta_make() -> BoxedHandler { __iniesta_private::free_1::<Message, (), _, _>(user_updated) }
-//!     __iniesta_private::inventory::submit! { Registration { keys: &["UserUpdated.user"], .., make: __iniesta_make } }
+//!     fn __iniesta_payload(generator: &mut SchemaGenerator) -> Option<PayloadSchema> { /* probes */ }
+//!     __iniesta_private::inventory::submit! { Registration { keys: &["UserUpdated.user"], .., make: __iniesta_make, payload: __iniesta_payload } }
 //! }
 //! ```
 //!
@@ -112,6 +113,7 @@ fn registration(handler: &Handler) -> TokenStream {
     // Spanned at the fn so `line!()` reports the handler, not the attribute.
     let line = quote_spanned!(span=> ::core::line!());
     let boxed = boxed(handler);
+    let payload = payload(handler);
     let concurrency = match handler.concurrency {
         Some(limit) => {
             let limit = proc_macro2::Literal::usize_unsuffixed(limit);
@@ -127,6 +129,8 @@ fn registration(handler: &Handler) -> TokenStream {
             #boxed
         }
 
+        #payload
+
         __iniesta_private::inventory::submit! {
             __iniesta_private::Registration {
                 keys: &[#(#keys),*],
@@ -137,6 +141,7 @@ fn registration(handler: &Handler) -> TokenStream {
                 line: #line,
                 concurrency: #concurrency,
                 make: __iniesta_make,
+                payload: __iniesta_payload,
             }
         }
     }
@@ -189,6 +194,39 @@ fn boxed(handler: &Handler) -> TokenStream {
     let boxing = format_ident!("method_{}", inputs.len(), span = span);
     quote_spanned! {span=>
         __iniesta_private::#boxing::<#instance_ty, #(#inputs,)* #output, _, _>(#closure)
+    }
+}
+
+/// The fn giving the payload schema for the AsyncAPI document: the first argument that is a
+/// `Json<T>` with `T: JsonSchema`, probed through `__private::Probe` (see there why a probe).
+/// Spanned at the call site: a wrong argument type is reported once, by the boxing call.
+fn payload(handler: &Handler) -> TokenStream {
+    let inputs: Vec<Type> = handler
+        .inputs
+        .iter()
+        .map(|ty| match &handler.self_ty {
+            Some(self_ty) => replace_self(ty, self_ty),
+            None => ty.clone(),
+        })
+        .map(|ty| respan(ty.into_token_stream(), Span::call_site()))
+        .map(|tokens| syn::parse2(tokens).expect("a type respanned is still a type"))
+        .collect();
+    quote! {
+        fn __iniesta_payload(
+            generator: &mut __iniesta_private::SchemaGenerator,
+        ) -> ::core::option::Option<__iniesta_private::PayloadSchema> {
+            #[allow(unused_imports)]
+            use __iniesta_private::{JsonPayload as _, NoPayload as _};
+            let _ = &generator;
+            #(
+                if let ::core::option::Option::Some(schema) =
+                    (&__iniesta_private::Probe::<#inputs>::new()).payload_schema(generator)
+                {
+                    return ::core::option::Option::Some(schema);
+                }
+            )*
+            ::core::option::Option::None
+        }
     }
 }
 
@@ -299,6 +337,27 @@ mod tests {
         let boxing =
             "__iniesta_private :: free_2 :: < Message , Context , Result < () , E > , _ , _ > (f)";
         assert!(expanded.contains(boxing), "{expanded}");
+    }
+
+    #[test]
+    fn probes_each_argument_for_a_payload_schema() {
+        let expanded = handler(
+            quote!("A.x"),
+            quote!(
+                async fn f(msg: Message, Json(body): Json<Body>) {}
+            ),
+        )
+        .to_string();
+        for probe in [
+            "Probe :: < Message > :: new ()",
+            "Probe :: < Json < Body > > :: new ()",
+        ] {
+            assert!(expanded.contains(probe), "{expanded}");
+        }
+        assert!(
+            expanded.contains("payload : __iniesta_payload"),
+            "{expanded}"
+        );
     }
 
     #[test]

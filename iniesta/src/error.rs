@@ -203,6 +203,17 @@ pub struct Location {
     pub line: u32,
 }
 
+impl Location {
+    /// `file:line`, or the file alone for a handler registered at runtime.
+    pub(crate) fn file_line(&self) -> String {
+        if self.line == 0 {
+            self.file.clone()
+        } else {
+            format!("{}:{}", self.file, self.line)
+        }
+    }
+}
+
 impl fmt::Debug for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -211,11 +222,7 @@ impl fmt::Debug for Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{} ({})", self.name, self.file)
-        } else {
-            write!(f, "{} ({}:{})", self.name, self.file, self.line)
-        }
+        write!(f, "{} ({})", self.name, self.file_line())
     }
 }
 

@@ -120,6 +120,7 @@ mod state;
 #[doc = include_str!("../../README.md")]
 mod readme_doctests {}
 
+pub mod asyncapi;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
@@ -149,6 +150,8 @@ pub use message::{
 };
 pub use metrics::MetricsSnapshot;
 pub use pipeline::{Outcome, PauseReason, Report};
+/// The `schemars` that payload schemas of the [`asyncapi`] document are written with.
+pub use schemars;
 pub use state::States;
 pub use transport::sns::SnsNotification;
 pub use transport::{SqsDetails, SystemAttributes};

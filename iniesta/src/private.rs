@@ -306,3 +306,59 @@ where
 {
     BoxedHandler::new(handler)
 }
+
+// The payload schema of a registration, for the AsyncAPI document: the macro probes each
+// argument type with `(&Probe::<A>::new()).payload_schema(generator)`. Method lookup tries
+// `&Probe<A>` before `&&Probe<A>`, so `JsonPayload` (on `Probe<Json<T>>`, only where
+// `T: JsonSchema`) wins when it applies and `NoPayload` (on every `&Probe<A>`) answers
+// otherwise. Trait bounds cannot do this choice (no specialization); the probe can, because
+// the macro names concrete types.
+
+pub use crate::asyncapi::{PayloadSchema, SchemaGenerator};
+
+/// A type the macro asks about: has it a payload schema?
+pub struct Probe<T: ?Sized>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: ?Sized> Probe<T> {
+    /// The probe of `T`.
+    #[must_use]
+    pub const fn new() -> Self {
+        Probe(std::marker::PhantomData)
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for Probe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probe")
+    }
+}
+
+impl<T: ?Sized> Default for Probe<T> {
+    fn default() -> Self {
+        Probe::new()
+    }
+}
+
+/// `Json<T>` where `T: JsonSchema`: the schema of `T`.
+pub trait JsonPayload {
+    /// `T`'s schema, its named parts added to `generator`'s definitions.
+    fn payload_schema(&self, generator: &mut SchemaGenerator) -> Option<PayloadSchema>;
+}
+
+impl<T: schemars::JsonSchema> JsonPayload for Probe<crate::Json<T>> {
+    fn payload_schema(&self, generator: &mut SchemaGenerator) -> Option<PayloadSchema> {
+        Some(generator.subschema_for::<T>())
+    }
+}
+
+/// Any other argument: no schema.
+pub trait NoPayload {
+    /// None.
+    fn payload_schema(&self, generator: &mut SchemaGenerator) -> Option<PayloadSchema>;
+}
+
+impl<T: ?Sized> NoPayload for &Probe<T> {
+    fn payload_schema(&self, _: &mut SchemaGenerator) -> Option<PayloadSchema> {
+        None
+    }
+}

@@ -1,5 +1,6 @@
 //! Handlers registered at link time by `#[handler]`, collected through `inventory`.
 
+use crate::asyncapi::PayloadFn;
 use crate::handler::BoxedHandler;
 
 /// One `#[handler]` as the macro submits it. Built only by the macros' expansion.
@@ -22,6 +23,9 @@ pub struct Registration {
     pub concurrency: Option<usize>,
     /// Builds the type-erased handler.
     pub make: fn() -> BoxedHandler,
+    /// The payload schema of its first `Json<T>` argument where `T: JsonSchema` (for the
+    /// AsyncAPI document), its named parts added to the generator.
+    pub payload: PayloadFn,
 }
 
 inventory::collect!(Registration);

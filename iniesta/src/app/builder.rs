@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+mod asyncapi;
 mod introspect;
 mod ops;
 
@@ -66,6 +67,8 @@ pub struct AppBuilder {
     producer: Option<Arc<dyn Producer>>,
     dead_letter_after_receives: Option<u32>,
     per_handler: PerHandler,
+    /// Declared for the AsyncAPI document only.
+    sent: Vec<crate::asyncapi::SentMessage>,
 }
 
 enum LockChoice {
@@ -90,6 +93,7 @@ impl Default for AppBuilder {
             producer: None,
             dead_letter_after_receives: None,
             per_handler: PerHandler::default(),
+            sent: Vec::new(),
         }
     }
 }
@@ -122,6 +126,7 @@ impl AppBuilder {
             handler: BoxedHandler::new(handler),
             location,
             concurrency: None,
+            payload: None,
         });
         self
     }
@@ -136,6 +141,7 @@ impl AppBuilder {
             handler: BoxedHandler::new(handler),
             location,
             concurrency: None,
+            payload: None,
         });
         self
     }

@@ -49,6 +49,23 @@ pub(crate) enum Command {
     Check(CheckArgs),
     /// Move dead letters back to the queue they came from.
     Redrive(RedriveArgs),
+    /// Print the AsyncAPI 3.0 document of this binary's handlers and declared sent messages
+    /// (JSON).
+    Asyncapi(AsyncApiArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AsyncApiArgs {
+    /// The document's title; default: INIESTA_SERVICE_NAME, else the queue's name.
+    #[arg(long)]
+    pub(crate) title: Option<String>,
+    /// The version of the service's contract (`info.version`).
+    #[arg(long, value_name = "VERSION", default_value = "0.0.0")]
+    pub(crate) contract_version: String,
+    /// The topic the queue is subscribed to; default: INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN
+    /// (without either, the document has no topic channel).
+    #[arg(long, value_name = "ARN")]
+    pub(crate) topic_arn: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@
 //! iniesta handlers
 //! iniesta check [--topic-arn ARN]
 //! iniesta redrive [--from DLQ] [--to QUEUE] [--max N]
+//! iniesta asyncapi [--title NAME] [--contract-version V] [--topic-arn ARN]
 //! ```
 //!
 //! Every command reads the same `INIESTA_*` variables as [`iniesta::run`](crate::run)
@@ -18,7 +19,8 @@
 //! messages visible.
 //!
 //! In a service's binary, [`run`] is a drop-in for `iniesta::run()`: with no command it
-//! consumes, and `handlers` and `filter-policy` describe that binary's own handlers:
+//! consumes, and `handlers`, `filter-policy`, `check` and `asyncapi` describe that binary's
+//! own handlers (`asyncapi` prints its [AsyncAPI document](crate::asyncapi)):
 //!
 //! ```no_run,standalone_crate
 //! #[iniesta::handler("UserUpdated.user")]
@@ -99,7 +101,7 @@ pub async fn run_tool() -> Result<()> {
         Cli::command()
             .error(
                 clap::error::ErrorKind::MissingSubcommand,
-                "a command is required: send, publish, receive, filter-policy, handlers, check or redrive",
+                "a command is required: send, publish, receive, filter-policy, handlers, check, redrive or asyncapi",
             )
             .exit();
     };
@@ -120,6 +122,7 @@ async fn execute(
             Ok(())
         }
         Command::FilterPolicy => inspect::filter_policy(&builder, config),
+        Command::Asyncapi(args) => inspect::asyncapi(&args, &builder, config),
         Command::Send(args) => {
             let sdk = aws::sdk(aws_args).await;
             produce::send(&args, aws::sqs(&sdk, aws_args, config), config).await

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use crate::asyncapi::PayloadFn;
 use crate::error::{Location, RegistryError};
 use crate::handler::{BoxFuture, BoxedHandler};
 use crate::middleware::Chain;
@@ -63,6 +64,8 @@ pub(crate) struct RouteEntry {
     pub(crate) location: Location,
     /// Deliveries of this handler running at once, at most (`#[handler(.., concurrency = N)]`).
     pub(crate) concurrency: Option<NonZeroUsize>,
+    /// The payload schema, for the AsyncAPI document: known for `#[handler]`s only.
+    pub(crate) payload: Option<PayloadFn>,
 }
 
 impl RouteEntry {
@@ -82,6 +85,7 @@ impl RouteEntry {
                 line: registration.line,
             },
             concurrency: registration.concurrency.and_then(NonZeroUsize::new),
+            payload: Some(registration.payload),
         }
     }
 }
@@ -242,6 +246,7 @@ mod tests {
                 line: 1,
             },
             concurrency: None,
+            payload: None,
         }
     }
 

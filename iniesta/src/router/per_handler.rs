@@ -109,6 +109,7 @@ mod tests {
                     line: 1,
                 },
                 concurrency: None,
+                payload: None,
             })
             .collect();
         Router::build(entries).unwrap()

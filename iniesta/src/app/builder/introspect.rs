@@ -29,10 +29,7 @@ impl AppBuilder {
             .map(|entry| {
                 let mut keys = entry.keys;
                 keys.sort();
-                let location = match entry.location.line {
-                    0 => entry.location.file.clone(),
-                    line => format!("{}:{line}", entry.location.file),
-                };
+                let location = entry.location.file_line();
                 HandlerInfo {
                     location,
                     name: entry.location.name,

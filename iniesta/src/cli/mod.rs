@@ -75,8 +75,10 @@ pub async fn run_with(configure: impl FnOnce(AppBuilder) -> AppBuilder) -> Resul
             )
             .into());
         }
+        // As for every command: one endpoint (an emulator) for SQS and SNS alike.
         if let Some(endpoint) = cli.aws.endpoint_url {
-            config.sqs.endpoint_url = Some(endpoint);
+            config.sqs.endpoint_url = Some(endpoint.clone());
+            config.sns.endpoint_url = Some(endpoint);
         }
         return configure(App::from_config_with_logs(config).await?)
             .build()?

@@ -69,6 +69,7 @@ stop_redis() {
 # @asyncapi/specs (cached in .ci/.cache), named in INIESTA_TEST_ASYNCAPI_SCHEMA.
 ASYNCAPI_SPECS_VERSION=6.11.1
 ensure_asyncapi_schema() {
+    [[ -n "${INIESTA_TEST_ASYNCAPI_SCHEMA:-}" && -f "$INIESTA_TEST_ASYNCAPI_SCHEMA" ]] && return 0
     local dir="$ROOT/.ci/.cache/asyncapi-specs-$ASYNCAPI_SPECS_VERSION"
     local schema="$dir/package/schemas/3.0.0-without-\$id.json"
     if [[ ! -f "$schema" ]]; then

@@ -199,7 +199,9 @@ fn boxed(handler: &Handler) -> TokenStream {
 
 /// The fn giving the payload schema for the AsyncAPI document: the first argument that is a
 /// `Json<T>` with `T: JsonSchema`, probed through `__private::Probe` (see there why a probe).
-/// Spanned at the call site: a wrong argument type is reported once, by the boxing call.
+/// The types keep the user's spans: a mistake in one (an unknown type) is then the same
+/// diagnostic at the same place as the boxing call's, which rustc reports once; the probe
+/// itself has no bounds to fail.
 fn payload(handler: &Handler) -> TokenStream {
     let inputs: Vec<Type> = handler
         .inputs
@@ -208,13 +210,13 @@ fn payload(handler: &Handler) -> TokenStream {
             Some(self_ty) => replace_self(ty, self_ty),
             None => ty.clone(),
         })
-        .map(|ty| respan(ty.into_token_stream(), Span::call_site()))
-        .map(|tokens| syn::parse2(tokens).expect("a type respanned is still a type"))
         .collect();
     quote! {
         fn __iniesta_payload(
             generator: &mut __iniesta_private::SchemaGenerator,
         ) -> ::core::option::Option<__iniesta_private::PayloadSchema> {
+            // A handler of `Json<T>` arguments only never names `NoPayload`, one of none never
+            // names either, nor uses `generator`.
             #[allow(unused_imports)]
             use __iniesta_private::{JsonPayload as _, NoPayload as _};
             let _ = &generator;

@@ -314,7 +314,13 @@ where
 // otherwise. Trait bounds cannot do this choice (no specialization); the probe can, because
 // the macro names concrete types.
 
-pub use crate::asyncapi::{PayloadSchema, SchemaGenerator};
+pub use schemars::SchemaGenerator;
+
+/// A payload's JSON schema, as `schemars` writes it.
+pub type PayloadSchema = schemars::Schema;
+
+/// Gives a payload's schema, adding the named types it uses to the generator's definitions.
+pub type PayloadFn = fn(&mut SchemaGenerator) -> Option<PayloadSchema>;
 
 /// A type the macro asks about: has it a payload schema?
 pub struct Probe<T: ?Sized>(std::marker::PhantomData<fn() -> T>);

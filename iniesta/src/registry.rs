@@ -1,6 +1,6 @@
 //! Handlers registered at link time by `#[handler]`, collected through `inventory`.
 
-use crate::asyncapi::PayloadFn;
+use crate::__private::PayloadFn;
 use crate::handler::BoxedHandler;
 
 /// One `#[handler]` as the macro submits it. Built only by the macros' expansion.

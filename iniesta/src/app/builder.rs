@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-mod asyncapi;
 mod introspect;
 mod ops;
 

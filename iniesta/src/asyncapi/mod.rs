@@ -3,7 +3,7 @@
 //! catalogues, code generators and reviews of a change to a contract.
 //!
 //! [`AppBuilder::asyncapi`](crate::AppBuilder::asyncapi) writes it; in a service's own binary,
-//! `my-service asyncapi` prints it ([`cli::run`](crate::cli::run), feature `cli`).
+//! `my-service asyncapi` prints it (`iniesta::cli::run`, feature `cli`).
 //!
 //! - Channels: `queue`, the queue the service consumes; `topic`, the SNS topic it is
 //!   subscribed to, when one is given (with the filter policy its handlers need as
@@ -13,14 +13,19 @@
 //! - Messages: the event-key attribute (`iniesta_pass`) as a header fixed to the key (a
 //!   pattern for a prefix), iniesta's id attributes, the correlation id's location, and the
 //!   payload: the schema of the handler's `Json<T>` argument where `T` derives
-//!   [`JsonSchema`](schemars::JsonSchema) (through [`schemars`], which iniesta re-exports:
-//!   a service's own `schemars` must be the same major version, 1), named types under
-//!   `components.schemas`. A handler without one (it reads `Message`, or its `T` has no
-//!   schema, or it was added at runtime with `AppBuilder::handler`) still appears, its payload
-//!   described as undeclared.
+//!   [`JsonSchema`](schemars::JsonSchema), named types under `components.schemas` (received
+//!   payloads as serde reads them, sent ones as serde writes them). A handler without one (it
+//!   reads `Message`, or its `T` has no schema, or it was added at runtime with
+//!   `AppBuilder::handler`) still appears, its payload described as not declared.
+//! - Each message on the queue matches one message object: a pattern's excludes the keys and
+//!   longer patterns other handlers take, the fallback's excludes them all.
+//!
+//! The schemas come from schemars 1: derive with `schemars = { version = "1", features =
+//! ["derive"] }` in the service's `Cargo.toml`. A type deriving another major version's
+//! `JsonSchema` (0.8) is not seen, and its handler's payload reads as not declared.
 //!
 //! ```standalone_crate
-//! use iniesta::asyncapi::{SentMessage, Service};
+//! use iniesta::asyncapi::{SentMessage, ServiceInfo};
 //! use iniesta::producer::Destination;
 //! use iniesta::{App, Json};
 //!
@@ -43,7 +48,8 @@
 //!     SentMessage::new(Destination::Queue("mailer".into()), "WelcomeSent.user")
 //!         .payload::<WelcomeSent>(),
 //! );
-//! let document = app.asyncapi(&Service::new("users", "1.4.0").queue("iniesta-prod-users"));
+//! let service = ServiceInfo::new("users", "1.4.0").queue("iniesta-prod-users");
+//! let document = app.asyncapi(&service).expect("valid handlers");
 //! assert_eq!(document["asyncapi"], "3.0.0");
 //! assert_eq!(
 //!     document["components"]["schemas"]["UserUpdated"]["properties"]["id"]["type"],
@@ -57,21 +63,14 @@ mod schemas;
 use std::fmt;
 
 pub(crate) use document::{Document, Received};
-pub use schemars::SchemaGenerator;
 
+use crate::__private::{PayloadFn, PayloadSchema, SchemaGenerator};
 use crate::producer::Destination;
-
-/// A payload's JSON schema, as `schemars` writes it.
-pub type PayloadSchema = schemars::Schema;
-
-/// Gives a payload's schema, adding the named types it uses to the generator's definitions.
-#[doc(hidden)]
-pub type PayloadFn = fn(&mut SchemaGenerator) -> Option<PayloadSchema>;
 
 /// What the document says of the service itself, and where it receives from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Service {
+pub struct ServiceInfo {
     /// `info.title`: the service's name.
     pub title: String,
     /// `info.version`: the version of its contract.
@@ -82,10 +81,10 @@ pub struct Service {
     pub topic_arn: Option<String>,
 }
 
-impl Service {
+impl ServiceInfo {
     /// A service named `title` whose contract is at `version`.
     pub fn new(title: impl Into<String>, version: impl Into<String>) -> Self {
-        Service {
+        ServiceInfo {
             title: title.into(),
             version: version.into(),
             queue: None,
@@ -102,7 +101,7 @@ impl Service {
 
     /// The SNS topic its queue is subscribed to.
     #[must_use]
-    pub fn topic(mut self, arn: impl Into<String>) -> Self {
+    pub fn topic_arn(mut self, arn: impl Into<String>) -> Self {
         self.topic_arn = Some(arn.into());
         self
     }

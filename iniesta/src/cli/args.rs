@@ -147,6 +147,15 @@ pub(crate) struct RedriveArgs {
     pub(crate) max: usize,
 }
 
+/// `--topic-arn`, else `INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN`: the topic the queue is
+/// subscribed to, for `check` and `asyncapi`.
+pub(crate) fn subscribed_topic(
+    given: Option<&String>,
+    config: &crate::config::Config,
+) -> Option<String> {
+    given.or(config.sns.producer_topic_arn.as_ref()).cloned()
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::config::parse_duration(text)
         .ok_or_else(|| format!("`{text}` is not a duration: write `500ms`, `30s`, `2m` or seconds"))

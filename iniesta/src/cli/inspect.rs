@@ -6,7 +6,7 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use base64::Engine as _;
 
 use super::args::{AsyncApiArgs, ReceiveArgs};
-use crate::asyncapi::Service;
+use crate::asyncapi::ServiceInfo;
 use crate::config::Config;
 use crate::transport::sqs::sdk_attribute;
 use crate::{AppBuilder, AttributeValue, ConfigError, Result};
@@ -117,23 +117,20 @@ pub(super) fn filter_policy(builder: &AppBuilder, config: &Config) -> Result<()>
 
 /// Prints the AsyncAPI document of the binary's handlers, pretty JSON.
 pub(super) fn asyncapi(args: &AsyncApiArgs, builder: &AppBuilder, config: &Config) -> Result<()> {
-    let queue = config.sqs.resolved_queue_name().ok();
+    let queue = config.sqs.resolved_queue_name().ok().or_else(|| {
+        let url = config.sqs.queue_url.as_deref()?;
+        url.rsplit('/').next().map(str::to_owned)
+    });
     let title = args
         .title
         .clone()
         .or_else(|| config.sqs.service_name.clone())
         .or_else(|| queue.clone())
         .unwrap_or_else(|| "iniesta service".to_owned());
-    let mut service = Service::new(title, args.contract_version.clone());
+    let mut service = ServiceInfo::new(title, args.contract_version.clone());
     service.queue = queue;
-    service.topic_arn = args
-        .topic_arn
-        .clone()
-        .or_else(|| config.sns.producer_topic_arn.clone());
-    let document = builder.asyncapi(&service);
-    let text = serde_json::to_string_pretty(&document).map_err(|e| {
-        ConfigError::Conflict(format!("the AsyncAPI document cannot be written: {e}"))
-    })?;
-    println!("{text}");
+    service.topic_arn = super::args::subscribed_topic(args.topic_arn.as_ref(), config);
+    let document = builder.asyncapi(&service)?;
+    println!("{document:#}");
     Ok(())
 }

@@ -140,9 +140,7 @@ async fn execute(
                 sqs: aws::sqs(&sdk, aws_args, config),
                 #[cfg(feature = "sns")]
                 sns: aws::sns(&sdk, aws_args, config),
-                topic_arn: args
-                    .topic_arn
-                    .or_else(|| config.sns.producer_topic_arn.clone()),
+                topic_arn: args::subscribed_topic(args.topic_arn.as_ref(), config),
                 policy: check::wanted_policy(&builder, config)?,
                 config,
             };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::asyncapi::PayloadFn;
+use crate::__private::PayloadFn;
 use crate::error::{Location, RegistryError};
 use crate::handler::{BoxFuture, BoxedHandler};
 use crate::middleware::Chain;

@@ -1,7 +1,12 @@
-//! What an app would run, without running it: its handlers and the filter policy they need
-//! (for `iniesta::cli`'s `handlers` and `filter-policy`, and deployment checks).
+//! What an app would run, without running it: its handlers, the filter policy they need and
+//! its AsyncAPI document (for `iniesta::cli`'s `handlers`, `filter-policy`, `check` and
+//! `asyncapi`).
 
 use super::AppBuilder;
+use crate::__private::PayloadFn;
+use crate::Result;
+use crate::asyncapi::{Document, Received, SentMessage, ServiceInfo};
+use crate::router::Router;
 use crate::subscription::{FilterPolicy, FilterPolicyError};
 
 /// One handler as the app routes it.
@@ -23,23 +28,66 @@ impl AppBuilder {
     /// [`registered_handlers(false)`](Self::registered_handlers)) and those added here, sorted
     /// by name.
     pub fn handler_list(&self) -> Vec<HandlerInfo> {
-        let mut list: Vec<HandlerInfo> = self
+        self.described_handlers()
+            .into_iter()
+            .map(|(info, _)| info)
+            .collect()
+    }
+
+    /// Each handler with its payload schema, sorted by name, keys sorted.
+    fn described_handlers(&self) -> Vec<(HandlerInfo, Option<PayloadFn>)> {
+        let mut list: Vec<_> = self
             .route_entries()
             .into_iter()
             .map(|entry| {
                 let mut keys = entry.keys;
                 keys.sort();
-                let location = entry.location.file_line();
-                HandlerInfo {
-                    location,
+                let info = HandlerInfo {
+                    location: entry.location.file_line(),
                     name: entry.location.name,
                     keys,
                     fallback: entry.fallback,
-                }
+                };
+                (info, entry.payload)
             })
             .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         list
+    }
+
+    /// Declares a message the service sends, for its AsyncAPI document
+    /// ([`asyncapi`](Self::asyncapi)); it changes nothing at runtime.
+    pub fn sends(mut self, message: SentMessage) -> Self {
+        self.sent.push(message);
+        self
+    }
+
+    /// The AsyncAPI 3.0 document of the app: its handlers (the `#[handler]` registrations
+    /// unless turned off, and those added at runtime) and its declared sent messages. See
+    /// [`crate::asyncapi`] for what it holds.
+    ///
+    /// # Errors
+    ///
+    /// The handlers [`build`](Self::build) would refuse (an invalid or duplicate key, two
+    /// fallbacks): a document of a service that cannot start would mislead.
+    pub fn asyncapi(&self, service: &ServiceInfo) -> Result<serde_json::Value> {
+        Router::build(self.route_entries())?;
+        let received = self
+            .described_handlers()
+            .into_iter()
+            .map(|(handler, payload)| Received { handler, payload })
+            .collect();
+        // A policy SNS cannot take (too many keys) is `check`'s to report; the document
+        // leaves it out.
+        let filter_policy = self.filter_policy().ok().flatten().map(|p| p.to_json());
+        Ok(Document {
+            service,
+            event_attribute: &self.consumer.decode.event_attribute,
+            received,
+            sent: &self.sent,
+            filter_policy,
+        }
+        .to_json())
     }
 
     /// The SNS filter policy the handlers need on the event-key attribute: `None` when one is

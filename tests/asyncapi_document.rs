@@ -8,9 +8,9 @@
 
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use iniesta::asyncapi::{SentMessage, Service};
+use iniesta::asyncapi::{SentMessage, ServiceInfo};
 use iniesta::producer::Destination;
 use iniesta::{App, Json, Message, handler, handlers};
 use schemars::JsonSchema;
@@ -28,10 +28,22 @@ struct UserUpdated {
     address: Address,
 }
 
-#[derive(Deserialize, JsonSchema)]
+/// Received, `zip` may be left out (serde fills it in); sent, it is always there: the two
+/// directions describe it differently.
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[allow(dead_code)]
 struct Address {
     city: String,
+    #[serde(default)]
+    zip: String,
+}
+
+/// A name AsyncAPI refuses as a component name.
+#[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "Page<{T}>")]
+#[allow(dead_code)]
+struct Page<T> {
+    items: Vec<T>,
 }
 
 /// A body type without a schema: its handler still appears, untyped.
@@ -41,7 +53,7 @@ struct Unschemed {
     anything: String,
 }
 
-#[derive(JsonSchema)]
+#[derive(serde::Serialize, JsonSchema)]
 #[allow(dead_code)]
 struct WelcomeSent {
     user: u64,
@@ -57,42 +69,105 @@ async fn legacy(_msg: Message, Json(_body): Json<Unschemed>) {}
 #[handler("Order.*")]
 async fn order_event(_msg: Message) {}
 
+#[handler("Order.paid")]
+async fn order_paid(Json(_page): Json<Page<Address>>) {}
+
 #[handler]
 async fn anything_else(_msg: Message) {}
 
-struct Billing;
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)]
+struct Billing {
+    account: String,
+}
 
 #[handlers]
 impl Billing {
     #[handler("Invoice.paid")]
     async fn invoice_paid(self: Arc<Self>, Json(_amount): Json<u64>) {}
+
+    /// `Self` in an argument is the impl's type.
+    #[handler("Billing.replaced")]
+    async fn replaced(&self, Json(_new): Json<Self>) {}
 }
 
-/// The official schema, or a panic saying how to get it: never a silent pass.
-fn validator() -> jsonschema::Validator {
-    let path = std::env::var("INIESTA_TEST_ASYNCAPI_SCHEMA").unwrap_or_else(|_| {
-        panic!(
-            "INIESTA_TEST_ASYNCAPI_SCHEMA is not set: run ./scripts/test.sh, which fetches \
-             @asyncapi/specs from npm and sets it to its schemas/3.0.0-without-$id.json"
-        )
-    });
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
-    jsonschema::validator_for(&schema).expect("the official schema compiles")
+/// The official schema, compiled once, or a panic saying how to get it: never a silent pass.
+fn validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let path = std::env::var("INIESTA_TEST_ASYNCAPI_SCHEMA").unwrap_or_else(|_| {
+            panic!(
+                "INIESTA_TEST_ASYNCAPI_SCHEMA is not set: run ./scripts/test.sh, which fetches \
+                 @asyncapi/specs from npm and sets it to its schemas/3.0.0-without-$id.json"
+            )
+        });
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+        jsonschema::validator_for(&schema).expect("the official schema compiles")
+    })
 }
 
+/// Valid against the official schema, and what that schema cannot say: every `$ref` points
+/// at something, component names are those AsyncAPI allows, and an operation's messages are
+/// its channel's.
 fn assert_valid(document: &Value) {
-    let validator = validator();
-    let errors: Vec<String> = validator
+    let pretty = serde_json::to_string_pretty(document).unwrap();
+    let errors: Vec<String> = validator()
         .iter_errors(document)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
     assert!(
         errors.is_empty(),
-        "not a valid AsyncAPI 3.0.0 document:\n{}\n{}",
+        "not a valid AsyncAPI 3.0.0 document:\n{}\n{pretty}",
         errors.join("\n"),
-        serde_json::to_string_pretty(document).unwrap()
     );
+
+    let mut refs = Vec::new();
+    collect_refs(document, &mut refs);
+    assert!(!refs.is_empty());
+    for target in refs {
+        let pointer = target.strip_prefix('#').expect("a local reference");
+        assert!(
+            document.pointer(pointer).is_some(),
+            "`{target}` points at nothing:\n{pretty}"
+        );
+    }
+
+    for (kind, components) in document["components"].as_object().unwrap() {
+        for name in components.as_object().unwrap().keys() {
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')),
+                "components.{kind}: `{name}` is not a valid component name"
+            );
+        }
+    }
+
+    for (id, operation) in document["operations"].as_object().unwrap() {
+        let channel = operation["channel"]["$ref"].as_str().unwrap();
+        for message in operation["messages"].as_array().unwrap() {
+            let message = message["$ref"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("{channel}/messages/")),
+                "{id}: {message} is not a message of {channel}"
+            );
+        }
+    }
+}
+
+fn collect_refs<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map {
+                match (key.as_str(), item) {
+                    ("$ref", Value::String(target)) => refs.push(target),
+                    _ => collect_refs(item, refs),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, refs)),
+        _ => {}
+    }
 }
 
 fn document() -> Value {
@@ -108,10 +183,11 @@ fn document() -> Value {
             "UserDeleted.user",
         ))
         .asyncapi(
-            &Service::new("users", "1.2.0")
+            &ServiceInfo::new("users", "1.2.0")
                 .queue("iniesta-test-users")
-                .topic("arn:aws:sns:us-east-1:000000000000:events"),
+                .topic_arn("arn:aws:sns:us-east-1:000000000000:events"),
         )
+        .expect("valid handlers")
 }
 
 #[test]
@@ -131,6 +207,15 @@ fn the_schema_refuses_a_broken_document() {
 }
 
 #[test]
+fn handlers_a_built_app_would_refuse_give_no_document() {
+    let duplicate = App::builder()
+        .handler("Order.paid", |_: Message| async {})
+        .asyncapi(&ServiceInfo::new("users", "1.2.0"));
+    let error = duplicate.unwrap_err().to_string();
+    assert!(error.contains("Order.paid"), "{error}");
+}
+
+#[test]
 fn every_key_has_a_receive_operation_on_the_queue() {
     let document = document();
     let operations = document["operations"].as_object().unwrap();
@@ -143,9 +228,11 @@ fn every_key_has_a_receive_operation_on_the_queue() {
     assert_eq!(
         received,
         [
+            "receive.Billing.replaced",
             "receive.Invoice.paid",
             "receive.Legacy.thing",
             "receive.Order.any",
+            "receive.Order.paid",
             "receive.Runtime.added",
             "receive.UserCreated.user",
             "receive.UserUpdated.user",
@@ -169,8 +256,43 @@ fn every_key_has_a_receive_operation_on_the_queue() {
     );
     assert_eq!(
         operations["receive.UserUpdated.user"]["x-iniesta-handler"],
-        "asyncapi::user_changed"
+        "asyncapi_document::user_changed"
     );
+    let header = &document["components"]["messages"]["UserUpdated.user"]["headers"];
+    assert_eq!(header["required"], serde_json::json!(["iniesta_pass"]));
+    assert_eq!(
+        document["components"]["messages"]["UserUpdated.user"]["correlationId"]["location"],
+        "$message.header#/iniesta_correlation_id"
+    );
+}
+
+#[test]
+fn each_key_matches_one_message_of_the_queue() {
+    let document = document();
+    let messages = &document["components"]["messages"];
+    let key = |id: &str| messages[id]["headers"]["properties"]["iniesta_pass"].clone();
+    // `Order.paid` has its own handler: the pattern and the fallback leave it out.
+    assert_eq!(
+        key("Order.any")["not"],
+        serde_json::json!({ "enum": ["Order.paid"] })
+    );
+    let fallback = key("fallback");
+    let excluded = &fallback["not"]["anyOf"];
+    assert!(
+        excluded[0]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&"Order.paid".into()),
+        "{fallback}"
+    );
+    assert!(
+        excluded
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({ "pattern": "^Order\\." })),
+        "{fallback}"
+    );
+    assert_valid(&document);
 }
 
 #[test]
@@ -199,6 +321,21 @@ fn typed_payloads_come_from_json_schema_and_the_rest_are_undeclared() {
         "#/components/schemas/Address"
     );
     assert_eq!(schemas["Address"]["properties"]["city"]["type"], "string");
+    // Received as serde reads it: `zip` may be missing.
+    assert_eq!(schemas["Address"]["required"], serde_json::json!(["city"]));
+    // A generic type schemars names `Page<Address>`: renamed to a valid component name, and
+    // its reference with it.
+    let page = messages["Order.paid"]["payload"]["$ref"].as_str().unwrap();
+    assert_eq!(page, "#/components/schemas/Page_Address_");
+    assert_eq!(
+        schemas["Page_Address_"]["properties"]["items"]["type"],
+        "array"
+    );
+    // `Json<Self>` in a `#[handlers]` impl: the impl's type.
+    assert_eq!(
+        messages["Billing.replaced"]["payload"]["$ref"],
+        "#/components/schemas/Billing"
+    );
     // A method's `Json<u64>`: an inline schema.
     assert_eq!(messages["Invoice.paid"]["payload"]["type"], "integer");
 
@@ -237,9 +374,21 @@ fn declared_sent_messages_have_send_operations_on_their_destinations() {
         message["payload"]["$ref"],
         "#/components/schemas/WelcomeSent"
     );
+    // Sent as serde writes it: `zip` always there, so the sent `Address` is its own schema.
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["WelcomeSent"]["properties"]["address"]["$ref"],
+        "#/components/schemas/Address.sent"
+    );
+    assert_eq!(
+        schemas["Address.sent"]["required"],
+        serde_json::json!(["city", "zip"])
+    );
 
+    // Published to the subscribed topic: its channel, not a second one for the same ARN.
     let publish = &document["operations"]["send.UserDeleted.user.sent"];
-    assert_eq!(publish["channel"]["$ref"], "#/channels/topic.events");
+    assert_eq!(publish["channel"]["$ref"], "#/channels/topic");
+    assert_eq!(document["channels"].get("topic.events"), None);
     // The subscribed topic carries the filter policy the handlers need: none, as one of them
     // is the fallback.
     let topic = &document["channels"]["topic"];

@@ -27,5 +27,11 @@ impl Billing {
 
 #[tokio::main]
 async fn main() -> Result<(), iniesta::Error> {
-    iniesta::cli::run_with(|app| app.state(Billing)).await
+    // Settings made here are the app's: `cli_service check` judges the queue's visibility
+    // timeout against this handler timeout, whatever INIESTA_HANDLER_TIMEOUT says.
+    iniesta::cli::run_with(|app| {
+        app.state(Billing)
+            .handler_timeout(std::time::Duration::from_secs(25))
+    })
+    .await
 }

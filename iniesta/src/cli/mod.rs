@@ -139,6 +139,7 @@ async fn execute(
                     .topic_arn
                     .or_else(|| config.sns.producer_topic_arn.clone()),
                 policy: check::wanted_policy(&builder, config)?,
+                handler_timeout: builder.consumer_config().handler_timeout,
                 config,
             };
             check::run(inputs).await

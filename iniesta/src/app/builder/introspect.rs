@@ -2,6 +2,8 @@
 //! (for `iniesta::cli`'s `handlers` and `filter-policy`, and deployment checks).
 
 use super::AppBuilder;
+#[cfg(feature = "cli")]
+use crate::config::ConsumerConfig;
 use crate::subscription::{FilterPolicy, FilterPolicyError};
 
 /// One handler as the app routes it.
@@ -43,6 +45,13 @@ impl AppBuilder {
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
+    }
+
+    /// The consumer's settings as configured so far (the environment's, then the builder
+    /// calls), for checks that must see what the app would run with.
+    #[cfg(feature = "cli")]
+    pub(crate) fn consumer_config(&self) -> &ConsumerConfig {
+        &self.consumer
     }
 
     /// The SNS filter policy the handlers need on the event-key attribute: `None` when one is

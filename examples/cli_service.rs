@@ -52,14 +52,18 @@ impl Billing {
 
 #[tokio::main]
 async fn main() -> Result<(), iniesta::Error> {
+    // Settings made here are the app's: `cli_service check` judges the queue's visibility
+    // timeout against this handler timeout, whatever INIESTA_HANDLER_TIMEOUT says.
     iniesta::cli::run_with(|app| {
-        app.state(Billing).sends(
-            SentMessage::new(
-                Destination::Queue("iniesta-invoices".into()),
-                "InvoiceIssued.billing",
+        app.state(Billing)
+            .handler_timeout(std::time::Duration::from_secs(25))
+            .sends(
+                SentMessage::new(
+                    Destination::Queue("iniesta-invoices".into()),
+                    "InvoiceIssued.billing",
+                )
+                .payload::<InvoiceIssued>(),
             )
-            .payload::<InvoiceIssued>(),
-        )
     })
     .await
 }

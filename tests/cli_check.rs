@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -68,21 +68,45 @@ impl Deployment {
 
     /// Runs `iniesta check` with `extra` settings.
     fn check(&self, extra: &[(&str, &str)]) -> Output {
-        run_check(&self.env(extra))
+        run_check(&iniesta(), &self.env(extra))
+    }
+
+    /// Sets the queue's Policy to these statements.
+    async fn set_policy(&self, statements: serde_json::Value) {
+        let policy = serde_json::json!({"Version": "2012-10-17", "Statement": statements});
+        set_queue_policy(&self.queue, &policy).await;
+    }
+
+    /// The statement [`allow_topic`] puts in the Policy, with `condition` instead of its own.
+    fn allow_statement(&self, condition: &serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "Effect": "Allow",
+            "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": self.queue.arn,
+            "Condition": condition
+        })
     }
 }
 
 async fn allow_topic(queue: &TestQueue, topic: &TestTopic) {
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": "sns.amazonaws.com"},
-            "Action": "sqs:SendMessage",
-            "Resource": queue.arn,
-            "Condition": {"ArnEquals": {"aws:SourceArn": topic.arn}}
-        }]
-    });
+    set_queue_policy(
+        queue,
+        &serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue.arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic.arn}}
+            }]
+        }),
+    )
+    .await;
+}
+
+async fn set_queue_policy(queue: &TestQueue, policy: &serde_json::Value) {
     queue
         .client
         .set_queue_attributes()
@@ -105,8 +129,9 @@ async fn set_subscription(topic: &TestTopic, subscription: &str, name: &str, val
         .expect("SetSubscriptionAttributes");
 }
 
-fn run_check(env: &[(&str, &str)]) -> Output {
-    let mut command = std::process::Command::new(iniesta());
+/// Runs `binary check` with only the `INIESTA_*` settings of `env`.
+fn run_check(binary: &Path, env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(binary);
     command.args(["check", "--endpoint-url", &sqs::endpoint()]);
     for (name, _) in std::env::vars() {
         if name.starts_with("INIESTA_") {
@@ -123,6 +148,18 @@ fn report(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Asserts `check` reported `check_name` as `verdict` (`ok`, `skip`, `FAIL`), its detail
+/// containing `says`.
+fn assert_reports(output: &Output, verdict: &str, check_name: &str, says: &str) {
+    let text = report(output);
+    let line = format!("{verdict:<6}{check_name}: ");
+    let found = text
+        .lines()
+        .find(|l| l.starts_with(&line))
+        .unwrap_or_else(|| panic!("no `{line}` in:\n{text}"));
+    assert!(found.contains(says), "`{says}` not in `{found}`:\n{text}");
 }
 
 /// Asserts `check` failed, with `check_name` among its failures and a fix given.
@@ -205,15 +242,6 @@ async fn each_check_fails_when_its_resource_is_wrong() {
     let output = deployment.check(&[("INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN", &other.arn)]);
     assert_fails(&output, "queue policy");
     assert_fails(&output, "subscription");
-    // The filter applied to bodies: the event key is an attribute.
-    set_subscription(
-        &deployment.topic,
-        &deployment.subscription,
-        "FilterPolicyScope",
-        "MessageBody",
-    )
-    .await;
-    assert_fails(&deployment.check(&[]), "raw delivery");
     // A queue without a redrive policy, then a redrive policy whose DLQ is gone.
     let bare = sqs::queue("check-bare").await;
     assert_fails(
@@ -222,4 +250,87 @@ async fn each_check_fails_when_its_resource_is_wrong() {
     );
     deployment.dlq.delete().await;
     assert_fails(&deployment.check(&[]), "redrive policy");
+}
+
+#[tokio::test]
+async fn a_queue_policy_passes_only_when_it_surely_lets_the_topic_send() {
+    let deployment = Deployment::new("check-policy").await;
+    let allow = deployment.allow_statement(
+        &serde_json::json!({"ArnEquals": {"aws:SourceArn": deployment.topic.arn}}),
+    );
+    // An Allow for the topic, and a Deny for everyone: the Deny wins.
+    let deny = serde_json::json!({
+        "Sid": "NoOne", "Effect": "Deny", "Principal": "*", "Action": "sqs:*",
+        "Resource": deployment.queue.arn
+    });
+    deployment
+        .set_policy(serde_json::json!([allow, deny]))
+        .await;
+    let output = deployment.check(&[]);
+    assert_fails(&output, "queue policy");
+    assert_reports(&output, "FAIL", "queue policy", "statement `NoOne`");
+    // An exact operator does not match by wildcard.
+    let wildcard = deployment.topic.arn.replace("check-policy", "check-*");
+    let by_wildcard = deployment
+        .allow_statement(&serde_json::json!({"StringEquals": {"aws:SourceArn": wildcard}}));
+    deployment
+        .set_policy(serde_json::json!([by_wildcard]))
+        .await;
+    assert_fails(&deployment.check(&[]), "queue policy");
+    // A condition the check does not model: left to a person, not passed.
+    let by_account = deployment.allow_statement(
+        &serde_json::json!({"StringEquals": {"aws:SourceAccount": "123456789012"}}),
+    );
+    deployment.set_policy(serde_json::json!([by_account])).await;
+    let output = deployment.check(&[]);
+    assert_reports(&output, "skip", "queue policy", "check by hand");
+    assert_reports(&output, "skip", "queue policy", "aws:SourceAccount");
+}
+
+#[tokio::test]
+async fn a_filter_policy_that_lets_the_wrong_events_through_fails_the_filter_check() {
+    let deployment = Deployment::new("check-filter").await;
+    let topic = &deployment.topic;
+    // `{}` is no filter policy: every event comes, the handlers need two.
+    set_subscription(topic, &deployment.subscription, "FilterPolicy", "{}").await;
+    let output = deployment.check(&[]);
+    assert_fails(&output, "filter policy");
+    assert_reports(&output, "FAIL", "filter policy", "has no filter policy");
+    // The right policy, applied to the body: the event key is an attribute.
+    let policy = serde_json::json!({"iniesta_pass": ["UserUpdated.user", {"prefix": "Order."}]});
+    set_subscription(
+        topic,
+        &deployment.subscription,
+        "FilterPolicy",
+        &policy.to_string(),
+    )
+    .await;
+    set_subscription(
+        topic,
+        &deployment.subscription,
+        "FilterPolicyScope",
+        "MessageBody",
+    )
+    .await;
+    let output = deployment.check(&[]);
+    assert_reports(&output, "FAIL", "filter policy", "message body");
+    assert_reports(&output, "ok", "raw delivery", "on");
+}
+
+/// `check` from a service's own binary (`examples/cli_service.rs`): the filter policy comes
+/// from its handlers, and the handler timeout from its code, not the environment.
+#[tokio::test]
+async fn a_service_binary_checks_with_its_own_handlers_and_settings() {
+    let deployment = Deployment::new("check-service").await;
+    let service = example::build("cli_service");
+    let mut env = deployment.env(&[("INIESTA_HANDLER_TIMEOUT", "5s")]);
+    env.retain(|(name, _)| *name != "INIESTA_SQS_CONSUMER_FILTERS");
+    // The service sets a 25 s handler timeout: the queue's 30 s visibility is too short.
+    let output = run_check(&service, &env);
+    assert_fails(&output, "visibility vs handler timeout");
+    assert_reports(&output, "FAIL", "visibility vs handler timeout", "25s");
+    assert_reports(&output, "ok", "filter policy", "UserUpdated.user");
+    env.push(("INIESTA_SQS_VISIBILITY_TIMEOUT", "40"));
+    let output = run_check(&service, &env);
+    assert!(output.status.success(), "{}", report(&output));
 }

@@ -116,6 +116,8 @@ impl App {
             }
             .into());
         }
+        // Before any connection: a build that cannot take the lock refuses at once.
+        config.lock.refuse_unbuilt()?;
         let Sqs {
             transport,
             dead_letter,
@@ -209,16 +211,11 @@ async fn connect_lock(
     Ok(Some(Arc::new(lock)))
 }
 
+/// No lock: `from_config` refused a lock that is on in this build.
 #[cfg(not(feature = "redis"))]
 async fn connect_lock(
-    config: &Config,
+    _: &Config,
     _: Option<std::time::Duration>,
 ) -> Result<Option<Arc<dyn IdempotencyLock>>> {
-    if config.lock.enabled {
-        return Err(ConfigError::Conflict(
-            "the lock is enabled but iniesta was built without its `redis` feature: set INIESTA_LOCK_ENABLED=false or enable the feature".into(),
-        )
-        .into());
-    }
     Ok(None)
 }

@@ -142,6 +142,7 @@ async fn execute(
                 sns: aws::sns(&sdk, aws_args, config),
                 topic_arn: args::subscribed_topic(args.topic_arn.as_ref(), config),
                 policy: check::wanted_policy(&builder, config)?,
+                handler_timeout: builder.consumer_config().handler_timeout,
                 config,
             };
             check::run(inputs).await

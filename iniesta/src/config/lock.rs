@@ -38,6 +38,17 @@ impl Default for LockConfig {
 }
 
 impl LockConfig {
+    /// Refuses a lock that is on in a build without the Redlock (iniesta's `redis` feature):
+    /// the app cannot take it, and handling without it would drop the promise silently.
+    /// `App::from_env` and `iniesta check` both ask here.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Conflict`] saying why and how to fix it.
+    pub(crate) fn refuse_unbuilt(&self) -> Result<(), ConfigError> {
+        refuse_unbuilt(self.enabled, cfg!(feature = "redis"))
+    }
+
     pub(super) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         let d = LockPolicy::default();
         let on_lock_lost = match env.string("INIESTA_LOCK_LOST")? {
@@ -61,6 +72,15 @@ impl LockConfig {
             policy,
         })
     }
+}
+
+fn refuse_unbuilt(enabled: bool, redlock_built: bool) -> Result<(), ConfigError> {
+    if enabled && !redlock_built {
+        return Err(ConfigError::Conflict(
+            "the lock is enabled but iniesta was built without its `redis` feature: set INIESTA_LOCK_ENABLED=false or enable the feature".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(feature = "redis")]
@@ -117,5 +137,18 @@ impl fmt::Debug for LockConfig {
         #[cfg(feature = "redis")]
         debug.field("redlock", &self.redlock);
         debug.field("policy", &self.policy).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_unbuilt;
+
+    #[test]
+    fn a_lock_that_is_on_needs_the_redlock_built_in() {
+        assert!(refuse_unbuilt(true, true).is_ok());
+        assert!(refuse_unbuilt(false, false).is_ok());
+        let refused = refuse_unbuilt(true, false).unwrap_err().to_string();
+        assert!(refused.contains("`redis` feature"), "{refused}");
     }
 }

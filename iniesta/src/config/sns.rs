@@ -42,15 +42,17 @@ impl SnsConfig {
         let consumer_filters = match env.string(FILTERS)? {
             None => None,
             Some(text) => {
-                let keys = filter_list(&text);
+                let invalid = |error: String| ConfigError::Invalid {
+                    name: FILTERS.into(),
+                    expected: format!(
+                        "comma-separated event keys and `Prefix*` patterns, or a JSON list of them ({error})"
+                    ),
+                    got: text.clone(),
+                };
+                let keys = filter_list(&text).map_err(invalid)?;
                 // Checked now, by the rule routing and the policy share.
-                crate::subscription::FilterPolicy::from_keys("", &keys).map_err(|error| {
-                    ConfigError::Invalid {
-                        name: FILTERS.into(),
-                        expected: format!("comma-separated event keys and `Prefix*` patterns, or a JSON list of them ({error})"),
-                        got: text.clone(),
-                    }
-                })?;
+                crate::subscription::FilterPolicy::from_keys("", &keys)
+                    .map_err(|error| invalid(error.to_string()))?;
                 Some(keys)
             }
         };
@@ -71,21 +73,27 @@ impl SnsConfig {
 }
 
 /// `a, b.*` or, as the Python library's settings hold it, a JSON list `["a", "b.*"]`.
-fn filter_list(text: &str) -> Vec<String> {
-    if let Ok(serde_json::Value::Array(items)) = serde_json::from_str(text) {
-        return items
+///
+/// A value opening with `[` is a JSON list or an error: split on commas, a broken list
+/// would become keys like `["a"` that match nothing.
+fn filter_list(text: &str) -> Result<Vec<String>, String> {
+    if text.trim_start().starts_with('[') {
+        let items: Vec<serde_json::Value> = serde_json::from_str(text)
+            .map_err(|error| format!("a JSON list that does not parse: {error}"))?;
+        return Ok(items
             .iter()
             .map(|item| {
                 item.as_str()
                     .map_or_else(|| item.to_string(), str::to_owned)
             })
-            .collect();
+            .collect());
     }
-    text.split(',')
+    Ok(text
+        .split(',')
         .map(str::trim)
         .filter(|key| !key.is_empty())
         .map(str::to_owned)
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -109,6 +117,25 @@ mod tests {
             error.to_string().contains("INIESTA_SQS_CONSUMER_FILTERS"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_broken_json_list_is_an_error_not_comma_separated_keys() {
+        for broken in [
+            r#"["A.b", "C.*""#,
+            r#"["A.b",]"#,
+            r#" ["A.b" "C.*"]"#,
+            "[A.b, C.*]",
+        ] {
+            let error = read(&[("INIESTA_SQS_CONSUMER_FILTERS", broken)]).unwrap_err();
+            let error = error.to_string();
+            assert!(
+                error.contains("INIESTA_SQS_CONSUMER_FILTERS") && error.contains("does not parse"),
+                "{broken}: {error}"
+            );
+        }
+        let spaced = read(&[("INIESTA_SQS_CONSUMER_FILTERS", r#" ["A.b"] "#)]).unwrap();
+        assert_eq!(spaced.sns.consumer_filters.unwrap(), ["A.b"]);
     }
 
     #[test]

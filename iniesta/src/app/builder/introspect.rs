@@ -6,6 +6,8 @@ use super::AppBuilder;
 use crate::__private::PayloadFn;
 use crate::Result;
 use crate::asyncapi::{Document, Received, SentMessage, ServiceInfo};
+#[cfg(feature = "cli")]
+use crate::config::ConsumerConfig;
 use crate::router::Router;
 use crate::subscription::{FilterPolicy, FilterPolicyError};
 
@@ -88,6 +90,13 @@ impl AppBuilder {
             filter_policy,
         }
         .to_json())
+    }
+
+    /// The consumer's settings as configured so far (the environment's, then the builder
+    /// calls), for checks that must see what the app would run with.
+    #[cfg(feature = "cli")]
+    pub(crate) fn consumer_config(&self) -> &ConsumerConfig {
+        &self.consumer
     }
 
     /// The SNS filter policy the handlers need on the event-key attribute: `None` when one is

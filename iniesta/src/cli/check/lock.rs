@@ -1,4 +1,5 @@
-//! The Redlock's servers: an odd number of distinct hosts, so a majority means something.
+//! The Redlock's servers: built in when the lock is on, and an odd number of distinct hosts,
+//! so a majority means something.
 
 use super::Finding;
 use crate::config::Config;
@@ -6,17 +7,26 @@ use crate::config::Config;
 const NAME: &str = "lock servers";
 
 pub(super) fn check(config: &Config, findings: &mut Vec<Finding>) {
+    findings.push(verdict(config));
+}
+
+fn verdict(config: &Config) -> Finding {
     if !config.lock.enabled {
-        findings.push(Finding::skip(
+        return Finding::skip(NAME, "the lock is off (INIESTA_LOCK_ENABLED=false)");
+    }
+    // The app would refuse to start: that is a failure, not a lock to skip.
+    if let Err(refused) = config.lock.refuse_unbuilt() {
+        return Finding::fail(
             NAME,
-            "the lock is off (INIESTA_LOCK_ENABLED=false)",
-        ));
-        return;
+            refused.to_string(),
+            "build the service with iniesta's `redis` feature, or set INIESTA_LOCK_ENABLED=false",
+        );
     }
     #[cfg(feature = "redis")]
-    findings.push(servers(&config.lock.redlock.urls));
+    return servers(&config.lock.redlock.urls);
+    // Not reached: without the Redlock, a lock that is on is refused above.
     #[cfg(not(feature = "redis"))]
-    findings.push(Finding::skip(NAME, "built without the `redis` feature"));
+    Finding::skip(NAME, "built without the `redis` feature")
 }
 
 /// The verdict on the servers at `urls`.
@@ -88,5 +98,27 @@ mod tests {
             verdict(&["redis://a:1", "redis://A:2", "redis://c"]),
             Verdict::Fail { .. }
         ));
+    }
+}
+
+#[cfg(all(test, not(feature = "redis")))]
+mod tests_without_redis {
+    use super::*;
+    use crate::cli::check::Verdict;
+
+    #[test]
+    fn a_lock_that_is_on_fails_in_a_build_without_the_redlock() {
+        let mut config = Config::default();
+        let mut findings = Vec::new();
+        check(&config, &mut findings);
+        assert!(
+            matches!(&findings[0].verdict, Verdict::Fail { wrong, .. } if wrong.contains("`redis` feature")),
+            "{}",
+            findings[0]
+        );
+        config.lock.enabled = false;
+        findings.clear();
+        check(&config, &mut findings);
+        assert!(matches!(findings[0].verdict, Verdict::Skip(_)));
     }
 }

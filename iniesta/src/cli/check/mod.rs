@@ -3,10 +3,12 @@
 //! non-zero.
 
 mod lock;
+mod policy;
 mod queue;
 mod subscription;
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::subscription::FilterPolicy;
@@ -65,15 +67,26 @@ impl fmt::Display for Finding {
     }
 }
 
-/// What the checks need: the settings, the clients, the topic (if any) and the filter
-/// policy the handlers (or `INIESTA_SQS_CONSUMER_FILTERS`) ask for.
+/// What the checks need: the settings, the clients, the topic (if any), and what the app the
+/// service configured asks for: its handler timeout and the filter policy its handlers (or
+/// `INIESTA_SQS_CONSUMER_FILTERS`) need.
 pub(super) struct Inputs<'a> {
     pub(super) config: &'a Config,
+    /// The app's handler timeout: set in code (`AppBuilder::handler_timeout` in
+    /// `cli::run_with`) it overrides `INIESTA_HANDLER_TIMEOUT`, so `config` may not have it.
+    pub(super) handler_timeout: Option<Duration>,
     pub(super) sqs: aws_sdk_sqs::Client,
     #[cfg(feature = "sns")]
     pub(super) sns: aws_sdk_sns::Client,
     pub(super) topic_arn: Option<String>,
     /// `None`: every event is wanted (a fallback handler).
+    #[cfg_attr(
+        not(feature = "sns"),
+        allow(
+            dead_code,
+            reason = "only the subscription checks read it, and they need SNS"
+        )
+    )]
     pub(super) policy: Option<FilterPolicy>,
 }
 
@@ -81,10 +94,11 @@ pub(super) struct Inputs<'a> {
 /// the handlers' (`None`: a fallback wants every event).
 pub(super) fn wanted_policy(builder: &AppBuilder, config: &Config) -> Result<Option<FilterPolicy>> {
     let policy = match &config.sns.consumer_filters {
-        Some(filters) => {
-            FilterPolicy::from_keys(config.consumer.decode.event_attribute.as_str(), filters)
-                .map(Some)
-        }
+        Some(filters) => FilterPolicy::from_keys(
+            builder.consumer_config().decode.event_attribute.as_str(),
+            filters,
+        )
+        .map(Some),
         None => builder.filter_policy(),
     };
     policy

@@ -7,10 +7,13 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::{Finding, Inputs};
+use crate::transport::sqs::{QueueArn, RedrivePolicy};
 
 /// Least time a visibility timeout must give over the handler timeout: the handler's
 /// cleanup window, the settle requests and clock skew.
 const HANDLER_MARGIN: Duration = Duration::from_secs(10);
+
+const REDRIVE: &str = "redrive policy";
 
 /// What the later checks need of the queue.
 #[derive(Debug)]
@@ -66,19 +69,20 @@ pub(super) async fn check(inputs: &Inputs<'_>, findings: &mut Vec<Finding>) -> O
         }
     };
     findings.push(Finding::pass(NAME, format!("`{name}` at {url}")));
-    findings.push(redrive(inputs, &attributes).await);
+    let arn = attributes
+        .get(&QueueAttributeName::QueueArn)
+        .cloned()
+        .unwrap_or_default();
+    findings.push(redrive(inputs, &arn, &attributes).await);
     let visibility = attributes
         .get(&QueueAttributeName::VisibilityTimeout)
         .and_then(|v| v.parse().ok())
         .map(Duration::from_secs);
     let visibility = config.sqs.visibility_timeout.or(visibility);
-    findings.push(handler_timeout(config.consumer.handler_timeout, visibility));
+    findings.push(handler_timeout(inputs.handler_timeout, visibility));
     findings.push(lock_ttl(inputs, visibility));
     Some(Queue {
-        arn: attributes
-            .get(&QueueAttributeName::QueueArn)
-            .cloned()
-            .unwrap_or_default(),
+        arn,
         policy: attributes.get(&QueueAttributeName::Policy).cloned(),
         name,
     })
@@ -99,44 +103,104 @@ async fn read_attributes(
         .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
 }
 
-/// A redrive policy whose dead-letter queue exists.
-async fn redrive(inputs: &Inputs<'_>, attributes: &HashMap<QueueAttributeName, String>) -> Finding {
-    const NAME: &str = "redrive policy";
-    let Some(policy) = attributes.get(&QueueAttributeName::RedrivePolicy) else {
-        return Finding::fail(
-            NAME,
-            "the queue has no redrive policy: a message that always fails is received forever",
-            "set a RedrivePolicy with a dead-letter queue and a maxReceiveCount (3-5 is usual)",
-        );
+/// A redrive policy whose dead-letter queue exists where its ARN says.
+async fn redrive(
+    inputs: &Inputs<'_>,
+    queue_arn: &str,
+    attributes: &HashMap<QueueAttributeName, String>,
+) -> Finding {
+    let (dlq, max) = match dead_letter_target(queue_arn, attributes) {
+        Ok(found) => found,
+        Err(finding) => return finding,
     };
-    let parsed: serde_json::Value = serde_json::from_str(policy).unwrap_or_default();
-    let Some(dlq_arn) = parsed.get("deadLetterTargetArn").and_then(|v| v.as_str()) else {
-        return Finding::fail(
-            NAME,
-            format!("the redrive policy names no deadLetterTargetArn: {policy}"),
-            "set deadLetterTargetArn to the dead-letter queue's ARN",
-        );
-    };
-    let dlq = dlq_arn.rsplit(':').next().unwrap_or(dlq_arn);
-    let max = parsed
-        .get("maxReceiveCount")
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let found = inputs.sqs.get_queue_url().queue_name(dlq).send().await;
+    // The lookup goes to the ARN's region and account, not to a same-named queue that
+    // happens to be where the client points.
+    let mut client = inputs.sqs.clone();
+    if client.config().region().map(|r| r.as_ref()) != Some(dlq.region.as_str()) {
+        let config = client
+            .config()
+            .to_builder()
+            .region(aws_sdk_sqs::config::Region::new(dlq.region.clone()))
+            .build();
+        client = aws_sdk_sqs::Client::from_conf(config);
+    }
+    let found = client
+        .get_queue_url()
+        .queue_name(&dlq.name)
+        .queue_owner_aws_account_id(&dlq.account)
+        .send()
+        .await;
+    let name = &dlq.name;
     match found {
         Ok(_) => Finding::pass(
-            NAME,
-            format!("dead-letter queue `{dlq}` after {max} receives"),
+            REDRIVE,
+            format!("dead-letter queue `{name}` after {max} receives"),
         ),
         Err(error) => Finding::fail(
-            NAME,
+            REDRIVE,
             format!(
-                "the dead-letter queue `{dlq}` cannot be found: {}",
+                "the dead-letter queue `{name}` (account {}, region {}) cannot be found: {}",
+                dlq.account,
+                dlq.region,
                 aws_sdk_sqs::error::DisplayErrorContext(error)
             ),
-            format!("create `{dlq}`, or point the redrive policy at a queue that exists"),
+            format!("create `{name}`, or point the redrive policy at a queue that exists"),
         ),
     }
+}
+
+/// The dead-letter queue the `RedrivePolicy` names, and after how many receives; or the
+/// finding saying what is wrong with the policy.
+fn dead_letter_target(
+    queue_arn: &str,
+    attributes: &HashMap<QueueAttributeName, String>,
+) -> Result<(QueueArn, u32), Finding> {
+    let Some(text) = attributes.get(&QueueAttributeName::RedrivePolicy) else {
+        return Err(Finding::fail(
+            REDRIVE,
+            "the queue has no redrive policy: a message that always fails is received forever",
+            "set a RedrivePolicy with a dead-letter queue and a maxReceiveCount (3-5 is usual)",
+        ));
+    };
+    let policy = RedrivePolicy::parse(text);
+    let Some(target) = policy
+        .as_ref()
+        .and_then(|p| p.dead_letter_target.as_deref())
+    else {
+        return Err(Finding::fail(
+            REDRIVE,
+            format!("the redrive policy names no deadLetterTargetArn: {text}"),
+            "set deadLetterTargetArn to the dead-letter queue's ARN",
+        ));
+    };
+    let Some(max) = policy.as_ref().and_then(|p| p.max_receive_count) else {
+        return Err(Finding::fail(
+            REDRIVE,
+            format!("the redrive policy has no maxReceiveCount: {text}"),
+            "set maxReceiveCount (3-5 is usual)",
+        ));
+    };
+    let Some(dlq) = QueueArn::parse(target) else {
+        return Err(Finding::fail(
+            REDRIVE,
+            format!("deadLetterTargetArn `{target}` is not a queue ARN"),
+            "set it to arn:aws:sqs:<region>:<account>:<queue name>",
+        ));
+    };
+    // SQS moves messages only to a dead-letter queue of the same account and region.
+    if let Some(queue) = QueueArn::parse(queue_arn)
+        && (&queue.account, &queue.region) != (&dlq.account, &dlq.region)
+    {
+        return Err(Finding::fail(
+            REDRIVE,
+            format!(
+                "the dead-letter queue `{target}` is not in the queue's account and region ({}, {}): SQS moves nothing there",
+                queue.account, queue.region
+            ),
+            "use a dead-letter queue in the queue's own account and region",
+        ));
+    }
+    Ok((dlq, max))
 }
 
 /// The visibility timeout covers the handler timeout with [`HANDLER_MARGIN`].
@@ -145,7 +209,7 @@ fn handler_timeout(handler_timeout: Option<Duration>, visibility: Option<Duratio
     let (Some(timeout), Some(visibility)) = (handler_timeout, visibility) else {
         return Finding::skip(
             NAME,
-            "INIESTA_HANDLER_TIMEOUT is not set: leases are extended while a handler runs",
+            "no handler timeout (INIESTA_HANDLER_TIMEOUT, AppBuilder::handler_timeout): leases are extended while a handler runs",
         );
     };
     if visibility >= timeout + HANDLER_MARGIN {
@@ -162,7 +226,7 @@ fn handler_timeout(handler_timeout: Option<Duration>, visibility: Option<Duratio
                 "visibility {visibility:?} is not at least the handler timeout {timeout:?} plus {HANDLER_MARGIN:?}: a message can come back while its handler still runs if an extension fails"
             ),
             format!(
-                "raise the queue's VisibilityTimeout (or INIESTA_SQS_VISIBILITY_TIMEOUT) to {:?} or more, or lower INIESTA_HANDLER_TIMEOUT",
+                "raise the queue's VisibilityTimeout (or INIESTA_SQS_VISIBILITY_TIMEOUT) to {:?} or more, or lower the handler timeout",
                 timeout + HANDLER_MARGIN
             ),
         )
@@ -175,11 +239,14 @@ fn lock_ttl(inputs: &Inputs<'_>, visibility: Option<Duration>) -> Finding {
     if !inputs.config.lock.enabled {
         return Finding::skip(NAME, "the lock is off");
     }
-    #[cfg(feature = "redis")]
-    let ttl = inputs.config.lock.redlock.ttl;
+    // `lock servers` fails such a build; there is no ttl to compare.
     #[cfg(not(feature = "redis"))]
-    let ttl: Option<Duration> = None;
-    match (ttl, visibility) {
+    {
+        let _ = visibility;
+        Finding::skip(NAME, "this build has no Redlock (see `lock servers`)")
+    }
+    #[cfg(feature = "redis")]
+    match (inputs.config.lock.redlock.ttl, visibility) {
         (None, _) => Finding::pass(NAME, "the lock ttl follows the visibility timeout"),
         (Some(ttl), Some(visibility)) if visibility < ttl => Finding::fail(
             NAME,
@@ -217,5 +284,63 @@ mod tests {
             handler_timeout(None, Some(s(30))).verdict,
             Verdict::Skip(_)
         ));
+    }
+
+    fn redrive_to(policy: &str) -> Result<(QueueArn, u32), Finding> {
+        let attributes = [(QueueAttributeName::RedrivePolicy, policy.to_owned())].into();
+        dead_letter_target("arn:aws:sqs:us-east-1:123456789012:orders", &attributes)
+    }
+
+    fn fails(found: Result<(QueueArn, u32), Finding>) -> String {
+        match found {
+            Err(Finding {
+                verdict: Verdict::Fail { wrong, .. },
+                ..
+            }) => wrong,
+            other => panic!("not a failure: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_dead_letter_queue_is_the_one_its_arn_names() {
+        let (dlq, max) = redrive_to(
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:orders-dlq","maxReceiveCount":"4"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                dlq.region.as_str(),
+                dlq.account.as_str(),
+                dlq.name.as_str(),
+                max
+            ),
+            ("us-east-1", "123456789012", "orders-dlq", 4)
+        );
+        assert!(fails(dead_letter_target("arn", &HashMap::new())).contains("no redrive policy"));
+        assert!(fails(redrive_to(r#"{"maxReceiveCount":4}"#)).contains("no deadLetterTargetArn"));
+        assert!(fails(redrive_to("not json")).contains("no deadLetterTargetArn"));
+        assert!(
+            fails(redrive_to(
+                r#"{"deadLetterTargetArn":"orders-dlq","maxReceiveCount":4}"#
+            ))
+            .contains("not a queue ARN")
+        );
+        assert!(
+            fails(redrive_to(
+                r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:orders-dlq"}"#
+            ))
+            .contains("no maxReceiveCount")
+        );
+        // Same name elsewhere: SQS would move nothing there.
+        for elsewhere in [
+            "arn:aws:sqs:us-east-1:210987654321:orders-dlq",
+            "arn:aws:sqs:eu-west-1:123456789012:orders-dlq",
+        ] {
+            let policy = format!(r#"{{"deadLetterTargetArn":"{elsewhere}","maxReceiveCount":4}}"#);
+            assert!(
+                fails(redrive_to(&policy)).contains("account and region"),
+                "{elsewhere}"
+            );
+        }
     }
 }

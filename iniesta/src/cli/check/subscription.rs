@@ -2,8 +2,11 @@
 //! subscribed, the subscription's filter policy is the one the handlers need, and its raw
 //! delivery setting fits how the consumer reads messages.
 
+use super::policy::{self, Decision};
 use super::queue::Queue;
 use super::{Finding, Inputs};
+#[cfg(feature = "sns")]
+use crate::subscription::FilterPolicy;
 
 const POLICY: &str = "queue policy";
 const SUBSCRIBED: &str = "subscription";
@@ -30,7 +33,7 @@ pub(super) async fn check(inputs: &Inputs<'_>, queue: Option<&Queue>, findings: 
     subscribed(inputs, queue, topic, findings).await;
 }
 
-/// A statement allowing `sqs:SendMessage` to SNS (or anyone) from `topic` (or any source).
+/// The queue's Policy lets the topic send ([`policy::decide`]).
 fn queue_policy(queue: &Queue, topic: &str) -> Finding {
     let fix = format!(
         "add a statement to the queue's Policy: Effect Allow, Principal {{\"Service\": \"sns.amazonaws.com\"}}, Action sqs:SendMessage, Resource {}, Condition {{\"ArnEquals\": {{\"aws:SourceArn\": \"{topic}\"}}}}",
@@ -43,76 +46,35 @@ fn queue_policy(queue: &Queue, topic: &str) -> Finding {
             fix,
         );
     };
-    let policy: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-    let statements = match &policy["Statement"] {
-        serde_json::Value::Array(list) => list.clone(),
-        single @ serde_json::Value::Object(_) => vec![single.clone()],
-        _ => Vec::new(),
-    };
-    if statements.iter().any(|s| allows(s, topic)) {
-        Finding::pass(POLICY, format!("`{topic}` may send to `{}`", queue.name))
-    } else {
-        Finding::fail(
+    match policy::decide(text, &queue.arn, topic) {
+        Decision::Allowed(statement) => Finding::pass(
+            POLICY,
+            format!("`{topic}` may send to `{}` ({statement})", queue.name),
+        ),
+        Decision::Denied(statement) => Finding::fail(
+            POLICY,
+            format!(
+                "{statement} of `{}`'s Policy denies sqs:SendMessage from `{topic}`",
+                queue.name
+            ),
+            "remove that Deny statement, or narrow it so it leaves out the topic",
+        ),
+        Decision::NotAllowed => Finding::fail(
             POLICY,
             format!(
                 "no statement of `{}`'s Policy allows sqs:SendMessage from `{topic}`",
                 queue.name
             ),
             fix,
-        )
+        ),
+        Decision::CheckByHand(why) => Finding::skip(
+            POLICY,
+            format!(
+                "check by hand whether `{}`'s Policy lets `{topic}` send: {why}",
+                queue.name
+            ),
+        ),
     }
-}
-
-/// Whether one policy statement lets `topic` send.
-fn allows(statement: &serde_json::Value, topic: &str) -> bool {
-    let strings = |value: &serde_json::Value| -> Vec<String> {
-        match value {
-            serde_json::Value::String(s) => vec![s.clone()],
-            serde_json::Value::Array(items) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    let allow = statement["Effect"].as_str() == Some("Allow");
-    let action = strings(&statement["Action"]).iter().any(|a| {
-        let a = a.to_ascii_lowercase();
-        a == "sqs:sendmessage" || a == "sqs:*" || a == "*"
-    });
-    let principal = match &statement["Principal"] {
-        serde_json::Value::String(s) => s == "*",
-        object @ serde_json::Value::Object(_) => {
-            strings(&object["Service"])
-                .iter()
-                .any(|s| s == "sns.amazonaws.com")
-                || strings(&object["AWS"]).iter().any(|s| s == "*")
-        }
-        _ => false,
-    };
-    let condition = &statement["Condition"];
-    let source = ["ArnEquals", "ArnLike", "StringEquals", "StringLike"]
-        .iter()
-        .flat_map(|op| strings(&condition[*op]["aws:SourceArn"]))
-        .collect::<Vec<_>>();
-    let from_topic = condition.is_null() || source.iter().any(|arn| arn_matches(arn, topic));
-    allow && action && principal && from_topic
-}
-
-/// `pattern` (with `*` wildcards, as ArnLike allows) matches `arn`.
-fn arn_matches(pattern: &str, arn: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == arn,
-        Some((head, tail)) => {
-            arn.starts_with(head)
-                && (tail.is_empty()
-                    || arn.len() >= head.len() && arn_matches_suffix(tail, &arn[head.len()..]))
-        }
-    }
-}
-
-fn arn_matches_suffix(pattern: &str, rest: &str) -> bool {
-    (0..=rest.len()).any(|at| rest.is_char_boundary(at) && arn_matches(pattern, &rest[at..]))
 }
 
 #[cfg(feature = "sns")]
@@ -131,10 +93,15 @@ async fn subscribed(inputs: &Inputs<'_>, queue: &Queue, topic: &str, findings: &
             return;
         }
     };
-    findings.push(Finding::pass(
+    // SNS lists an unconfirmed subscription under a placeholder that names nothing to read.
+    if pending(&subscription, None) {
+        unconfirmed(queue, topic, findings);
+        return;
+    }
+    let confirmed = Finding::pass(
         SUBSCRIBED,
         format!("`{}` is subscribed ({subscription})", queue.name),
-    ));
+    );
     let attributes = match inputs
         .sns
         .get_subscription_attributes()
@@ -144,6 +111,7 @@ async fn subscribed(inputs: &Inputs<'_>, queue: &Queue, topic: &str, findings: &
     {
         Ok(out) => out.attributes.unwrap_or_default(),
         Err(error) => {
+            findings.push(confirmed);
             let error = aws_sdk_sns::error::DisplayErrorContext(error).to_string();
             for name in [FILTER, RAW] {
                 findings.push(Finding::fail(
@@ -155,8 +123,50 @@ async fn subscribed(inputs: &Inputs<'_>, queue: &Queue, topic: &str, findings: &
             return;
         }
     };
-    findings.push(filter(inputs, &subscription, &attributes));
+    if pending(&subscription, Some(&attributes)) {
+        unconfirmed(queue, topic, findings);
+        return;
+    }
+    findings.push(confirmed);
+    findings.push(filter(inputs.policy.as_ref(), &subscription, &attributes));
     findings.push(raw(inputs, topic, &attributes));
+}
+
+/// What SNS lists as the ARN of a subscription still waiting for its confirmation.
+#[cfg(feature = "sns")]
+const PENDING_ARN: &str = "PendingConfirmation";
+
+/// Whether SNS still waits for the subscription to be confirmed: it lists it without an ARN,
+/// or its `PendingConfirmation` attribute says so.
+#[cfg(feature = "sns")]
+fn pending(
+    listed_arn: &str,
+    attributes: Option<&std::collections::HashMap<String, String>>,
+) -> bool {
+    listed_arn == PENDING_ARN
+        || attributes
+            .and_then(|a| a.get("PendingConfirmation"))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// An unconfirmed subscription delivers nothing: how to confirm it (the filter and raw
+/// delivery checks wait for it).
+#[cfg(feature = "sns")]
+fn unconfirmed(queue: &Queue, topic: &str, findings: &mut Vec<Finding>) {
+    findings.push(Finding::fail(
+        SUBSCRIBED,
+        format!(
+            "`{}`'s subscription to `{topic}` is pending confirmation: SNS delivers nothing to it until it is confirmed",
+            queue.name
+        ),
+        format!(
+            "read the SubscriptionConfirmation message SNS put on `{}` (iniesta receive --queue {}) and confirm it: aws sns confirm-subscription --topic-arn {topic} --token <its Token> (or open its SubscribeURL); a subscription made from the queue's own account is confirmed at once",
+            queue.name, queue.name
+        ),
+    ));
+    for name in [FILTER, RAW] {
+        findings.push(Finding::skip(name, "the subscription is not confirmed"));
+    }
 }
 
 #[cfg(not(feature = "sns"))]
@@ -166,7 +176,8 @@ async fn subscribed(_: &Inputs<'_>, _: &Queue, _: &str, findings: &mut Vec<Findi
     }
 }
 
-/// The ARN of `queue`'s subscription to `topic`, if any.
+/// The ARN of `queue`'s subscription to `topic` as SNS lists it ([`PENDING_ARN`] while it
+/// is unconfirmed), if any.
 #[cfg(feature = "sns")]
 async fn find(inputs: &Inputs<'_>, queue: &Queue, topic: &str) -> Result<Option<String>, String> {
     let mut next: Option<String> = None;
@@ -193,16 +204,26 @@ async fn find(inputs: &Inputs<'_>, queue: &Queue, topic: &str) -> Result<Option<
     }
 }
 
+/// The subscription's filter policy is the one the handlers need (`wanted`; `None`: a
+/// fallback wants every event), applied to the message attributes that carry the event key.
 #[cfg(feature = "sns")]
 fn filter(
-    inputs: &Inputs<'_>,
+    wanted: Option<&FilterPolicy>,
     subscription: &str,
     attributes: &std::collections::HashMap<String, String>,
 ) -> Finding {
-    let theirs = attributes
-        .get("FilterPolicy")
-        .filter(|p| !p.trim().is_empty());
-    match (&inputs.policy, theirs) {
+    // SNS stores "no filter" as an empty value or as `{}`, depending on how it was removed.
+    let theirs = attributes.get("FilterPolicy").filter(|text| {
+        let text = text.trim();
+        !text.is_empty()
+            && serde_json::from_str::<serde_json::Value>(text).map_or(true, |policy| {
+                policy.as_object().is_none_or(|o| !o.is_empty())
+            })
+    });
+    let on_body = attributes
+        .get("FilterPolicyScope")
+        .is_some_and(|scope| scope == "MessageBody");
+    match (wanted, theirs) {
         (None, None) => Finding::pass(FILTER, "none, as a fallback handler wants every event"),
         (None, Some(theirs)) => Finding::fail(
             FILTER,
@@ -214,6 +235,13 @@ fn filter(
         (Some(ours), _) if ours.is_empty() => Finding::skip(
             FILTER,
             "no handlers are known here: set INIESTA_SQS_CONSUMER_FILTERS, or run `check` from the service's binary (iniesta::cli::run)",
+        ),
+        (Some(_), Some(_)) if on_body => Finding::fail(
+            FILTER,
+            "the filter policy applies to the message body (FilterPolicyScope MessageBody), but the event key travels in a message attribute",
+            format!(
+                "aws sns set-subscription-attributes --subscription-arn {subscription} --attribute-name FilterPolicyScope --attribute-value MessageAttributes"
+            ),
         ),
         (Some(ours), theirs) => {
             let json = ours.to_json();
@@ -247,16 +275,6 @@ fn raw(
     let raw = attributes
         .get("RawMessageDelivery")
         .is_some_and(|v| v == "true");
-    let scope = attributes
-        .get("FilterPolicyScope")
-        .map_or("MessageAttributes", String::as_str);
-    if scope == "MessageBody" {
-        return Finding::fail(
-            RAW,
-            "the filter policy applies to the message body, but the event key travels in a message attribute",
-            "set FilterPolicyScope to MessageAttributes",
-        );
-    }
     let trusted = inputs.config.sqs.sns_trust.allows_topic(topic);
     match (raw, trusted) {
         (true, true) => Finding::fail(
@@ -277,35 +295,86 @@ fn raw(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sns"))]
 mod tests {
-    use super::*;
+    use std::collections::HashMap;
 
-    const TOPIC: &str = "arn:aws:sns:us-east-1:000000000000:events";
+    use super::*;
+    use crate::cli::check::Verdict;
+
+    const SUBSCRIPTION: &str = "arn:aws:sns:us-east-1:123456789012:events:0b6c";
+
+    fn attributes(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn wanted() -> FilterPolicy {
+        FilterPolicy::from_keys("iniesta_pass", ["UserUpdated.user"]).unwrap()
+    }
 
     #[test]
-    fn a_policy_for_sns_from_the_topic_allows() {
-        let statement = serde_json::json!({
-            "Effect": "Allow",
-            "Principal": {"Service": "sns.amazonaws.com"},
-            "Action": "sqs:SendMessage",
-            "Resource": "arn:aws:sqs:us-east-1:000000000000:q",
-            "Condition": {"ArnEquals": {"aws:SourceArn": TOPIC}}
-        });
-        assert!(allows(&statement, TOPIC));
-        assert!(!allows(
-            &statement,
-            "arn:aws:sns:us-east-1:000000000000:other"
+    fn a_subscription_waiting_for_its_confirmation_is_pending() {
+        assert!(pending(PENDING_ARN, None));
+        let waiting = attributes(&[("PendingConfirmation", "true")]);
+        assert!(pending(SUBSCRIPTION, Some(&waiting)));
+        let confirmed = attributes(&[("PendingConfirmation", "false")]);
+        assert!(!pending(SUBSCRIPTION, Some(&confirmed)));
+        assert!(!pending(SUBSCRIPTION, None));
+        let queue = Queue {
+            name: "orders".into(),
+            arn: "arn:aws:sqs:us-east-1:123456789012:orders".into(),
+            policy: None,
+        };
+        let mut findings = Vec::new();
+        unconfirmed(
+            &queue,
+            "arn:aws:sns:us-east-1:123456789012:events",
+            &mut findings,
+        );
+        let finding = &findings[0];
+        assert_eq!(finding.name, SUBSCRIBED);
+        assert!(
+            matches!(&finding.verdict, Verdict::Fail { wrong, fix } if wrong.contains("pending") && fix.contains("confirm-subscription")),
+            "{finding}"
+        );
+    }
+
+    #[test]
+    fn an_empty_filter_policy_is_no_filter_policy() {
+        for empty in ["", " ", "{}", " { } "] {
+            let none = attributes(&[("FilterPolicy", empty)]);
+            assert!(
+                matches!(filter(None, SUBSCRIPTION, &none).verdict, Verdict::Pass(_)),
+                "{empty:?}"
+            );
+            let finding = filter(Some(&wanted()), SUBSCRIPTION, &none);
+            assert!(
+                matches!(&finding.verdict, Verdict::Fail { wrong, .. } if wrong.contains("no filter policy")),
+                "{finding}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_filter_policy_on_the_body_fails_the_filter_check() {
+        let policy = wanted().to_json().to_string();
+        let on_attributes = attributes(&[("FilterPolicy", &policy)]);
+        assert!(matches!(
+            filter(Some(&wanted()), SUBSCRIPTION, &on_attributes).verdict,
+            Verdict::Pass(_)
         ));
-        let mut like = statement.clone();
-        like["Condition"] =
-            serde_json::json!({"ArnLike": {"aws:SourceArn": "arn:aws:sns:us-east-1:*:ev*"}});
-        assert!(allows(&like, TOPIC));
-        let mut deny = statement.clone();
-        deny["Effect"] = "Deny".into();
-        assert!(!allows(&deny, TOPIC));
-        let mut receive = statement;
-        receive["Action"] = serde_json::json!(["sqs:ReceiveMessage"]);
-        assert!(!allows(&receive, TOPIC));
+        let on_body = attributes(&[
+            ("FilterPolicy", &policy),
+            ("FilterPolicyScope", "MessageBody"),
+        ]);
+        let finding = filter(Some(&wanted()), SUBSCRIPTION, &on_body);
+        assert_eq!(finding.name, FILTER);
+        assert!(
+            matches!(&finding.verdict, Verdict::Fail { fix, .. } if fix.contains("MessageAttributes")),
+            "{finding}"
+        );
     }
 }

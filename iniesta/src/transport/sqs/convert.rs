@@ -10,6 +10,7 @@ use aws_sdk_sqs::types::{
 use bytes::Bytes;
 
 use super::SystemAttributes;
+use super::redrive::RedrivePolicy;
 use crate::transport::Capabilities;
 use crate::{AttributeValue, RawMessage, Receipt};
 
@@ -108,26 +109,6 @@ fn system_attributes(attrs: &HashMap<MessageSystemAttributeName, String>) -> Sys
     }
 }
 
-/// `maxReceiveCount` of a `RedrivePolicy` JSON document.
-///
-/// SQS sends it as a string (`"5"`), moto as a number (`5`): both are read.
-pub(super) fn max_receive_count(redrive_policy: &str) -> Option<u32> {
-    let policy: serde_json::Value = serde_json::from_str(redrive_policy).ok()?;
-    match policy.get("maxReceiveCount")? {
-        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// The queue name of a `RedrivePolicy`'s `deadLetterTargetArn` (the ARN's last part: the
-/// account id stays out of logs).
-pub(super) fn dead_letter_queue(redrive_policy: &str) -> Option<String> {
-    let policy: serde_json::Value = serde_json::from_str(redrive_policy).ok()?;
-    let arn = policy.get("deadLetterTargetArn")?.as_str()?;
-    arn.rsplit(':').next().map(str::to_owned)
-}
-
 /// The queue name at the end of a queue URL.
 pub(crate) fn queue_name_from_url(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
@@ -148,12 +129,13 @@ pub(super) fn capabilities(name: &str, attributes: &HashMap<String, String>) -> 
     if let Some(retention) = seconds("MessageRetentionPeriod") {
         capabilities.retention = Some(retention);
     }
-    capabilities.max_deliveries = attributes
+    if let Some(redrive) = attributes
         .get("RedrivePolicy")
-        .and_then(|p| max_receive_count(p));
-    capabilities.dead_letter_queue = attributes
-        .get("RedrivePolicy")
-        .and_then(|p| dead_letter_queue(p));
+        .and_then(|p| RedrivePolicy::parse(p))
+    {
+        capabilities.max_deliveries = redrive.max_receive_count;
+        capabilities.dead_letter_queue = redrive.dead_letter_queue().map(str::to_owned);
+    }
     capabilities.ordered_groups = attributes
         .get("FifoQueue")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -182,19 +164,6 @@ pub(crate) fn sdk_attributes(
 mod tests {
     use super::*;
     use aws_sdk_sqs::primitives::Blob;
-
-    #[test]
-    fn redrive_policy_count_as_number_or_string() {
-        let arn = "arn:aws:sqs:us-east-1:123:dlq";
-        let moto = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":3}}"#);
-        let aws = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#);
-        assert_eq!(max_receive_count(&moto), Some(3));
-        assert_eq!(max_receive_count(&aws), Some(5));
-        assert_eq!(max_receive_count("{}"), None);
-        assert_eq!(max_receive_count("not json"), None);
-        assert_eq!(dead_letter_queue(&moto).as_deref(), Some("dlq"));
-        assert_eq!(dead_letter_queue("{}"), None);
-    }
 
     #[test]
     fn queue_attributes_become_capabilities() {

@@ -23,6 +23,8 @@ mod errors;
 #[cfg(feature = "sqs")]
 mod lookup;
 #[cfg(feature = "sqs")]
+mod redrive;
+#[cfg(feature = "sqs")]
 mod startup;
 #[cfg(feature = "sqs")]
 mod transport;
@@ -42,6 +44,8 @@ pub use counters::SqsRequestCounts;
 pub(crate) use errors::{Target, classify, fan_out};
 #[cfg(feature = "sqs")]
 pub(crate) use lookup::{queue_url, target};
+#[cfg(feature = "cli")]
+pub(crate) use redrive::{QueueArn, RedrivePolicy};
 #[cfg(feature = "sqs")]
 pub use startup::DEFAULT_STARTUP_TIMEOUT;
 #[cfg(feature = "sqs")]

@@ -332,7 +332,7 @@ fn a_service_binary_describes_its_own_handlers() {
     assert_eq!(
         lines,
         [
-            "cli_service::Billing::order_event\tOrder.*\texamples/cli_service.rs:45",
+            "cli_service::Billing::order_event\tOrder.*\texamples/cli_service.rs:48",
             "cli_service::user_updated\tUserUpdated.user\texamples/cli_service.rs:35",
         ],
         "{text}"

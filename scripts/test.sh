@@ -112,8 +112,13 @@ step() {
 if [[ -z "${QUICK:-}" ]]; then
     step cargo fmt --all -- --check
     step cargo clippy --workspace --all-targets --all-features -- -D warnings
+    step cargo clippy -p iniesta --all-targets --no-default-features --features cli,sns -- -D warnings
 fi
 step cargo test --workspace --all-features "$@"
+if [[ $# -eq 0 ]]; then
+    # A build without the `redis` feature: what its `check` and settings say of the lock.
+    step cargo test -p iniesta --lib --no-default-features --features cli,sns
+fi
 if [[ -z "${QUICK:-}" ]]; then
     RUSTDOCFLAGS="-D warnings" step cargo doc --workspace --no-deps --all-features
 fi

@@ -68,11 +68,12 @@ pub(super) fn decide(text: &str, queue_arn: &str, topic: &str) -> Decision {
             }
         }
     }
-    match (maybe_denied, allowed, maybe_allowed) {
-        (Some(why), _, _) => Decision::CheckByHand(why),
-        (None, Some(name), _) => Decision::Allowed(name),
-        (None, None, Some(why)) => Decision::CheckByHand(why),
-        (None, None, None) => Decision::NotAllowed,
+    // Nothing allows: AWS denies what no statement allows, whatever the Denies say.
+    match (allowed, maybe_allowed, maybe_denied) {
+        (None, None, _) => Decision::NotAllowed,
+        (_, _, Some(why)) => Decision::CheckByHand(why),
+        (Some(name), _, None) => Decision::Allowed(name),
+        (None, Some(why), None) => Decision::CheckByHand(why),
     }
 }
 
@@ -197,8 +198,9 @@ fn conditions(value: &Value, topic: &str) -> Applies {
             let test: fn(&str, &str) -> Applies = match operator.as_str() {
                 "StringEquals" => |pattern, topic| Applies::from_bool(pattern == topic),
                 "ArnEquals" => arn_equals,
-                "ArnLike" => |pattern, topic| Applies::from_bool(arn_like(pattern, topic)),
-                "StringLike" => string_like,
+                "ArnLike" => |pattern, topic| arn_pattern(pattern, topic, "ArnLike"),
+                // String wildcards span the whole value, colons included.
+                "StringLike" => |pattern, topic| Applies::from_bool(glob(pattern, topic)),
                 _ => return Applies::Unsure(format!("it has a condition {operator} on {key}")),
             };
             each(values, operator, |pattern| test(pattern, topic))
@@ -216,12 +218,6 @@ fn arn_equals(pattern: &str, topic: &str) -> Applies {
     } else {
         Applies::from_bool(pattern == topic)
     }
-}
-
-/// `StringLike` on the topic ARN: each ARN part matched on its own; AWS's `StringLike` lets
-/// a wildcard span a `:`, so a match only that way is left to a person.
-fn string_like(pattern: &str, topic: &str) -> Applies {
-    arn_pattern(pattern, topic, "StringLike")
 }
 
 /// `pattern` matches `arn` part by part (yes), not even across parts (no), or only across
@@ -435,36 +431,69 @@ mod tests {
     }
 
     #[test]
-    fn like_wildcards_stay_within_their_arn_part() {
-        for operator in ["ArnLike", "StringLike"] {
-            let like = |pattern: &str| {
-                decide_for(&[with(
-                    "Condition",
-                    json!({operator: {"aws:SourceArn": pattern}}),
-                )])
-            };
-            assert!(matches!(
-                like("arn:aws:sns:us-east-1:*:ev*"),
-                Decision::Allowed(_)
-            ));
-            assert!(matches!(
-                like("arn:aws:sns:*:1234567890??:events"),
-                Decision::Allowed(_)
-            ));
-            // `*` standing for `us-east-1:123456789012`: two parts.
-            assert!(
-                !matches!(like("arn:aws:sns:*:events"), Decision::Allowed(_)),
-                "{operator}"
-            );
-            assert!(!matches!(like("*"), Decision::Allowed(_)), "{operator}");
-            assert!(matches!(
-                like("arn:aws:sns:*:*:other*"),
-                Decision::NotAllowed
-            ));
-        }
+    fn arn_like_wildcards_stay_within_their_arn_part() {
+        let like = |operator: &str, pattern: &str| {
+            decide_for(&[with(
+                "Condition",
+                json!({operator: {"aws:SourceArn": pattern}}),
+            )])
+        };
+        assert!(matches!(
+            like("ArnLike", "arn:aws:sns:us-east-1:*:ev*"),
+            Decision::Allowed(_)
+        ));
+        assert!(matches!(
+            like("ArnLike", "arn:aws:sns:*:1234567890??:events"),
+            Decision::Allowed(_)
+        ));
+        // `*` standing for `us-east-1:123456789012` (two parts), or for the whole ARN: how
+        // AWS reads a pattern of fewer than six parts is not documented.
+        assert!(by_hand(&like("ArnLike", "arn:aws:sns:*:events")));
+        assert!(by_hand(&like("ArnLike", "*")));
+        assert_eq!(
+            like("ArnLike", "arn:aws:sns:*:*:other*"),
+            Decision::NotAllowed
+        );
         assert!(arn_like("arn:aws:sns:*:*:*", TOPIC));
         assert!(!arn_like("arn:aws:sns:*", TOPIC));
         assert!(!arn_like("arn:aws:sns:us-east-1:*:Events", TOPIC));
+    }
+
+    #[test]
+    fn string_like_wildcards_span_the_whole_value() {
+        let like = |pattern: &str| {
+            decide_for(&[with(
+                "Condition",
+                json!({"StringLike": {"aws:SourceArn": pattern}}),
+            )])
+        };
+        for pattern in ["arn:aws:sns:*:events", "*", "arn:aws:sns:us-east-1:*:ev*"] {
+            assert!(matches!(like(pattern), Decision::Allowed(_)), "{pattern}");
+        }
+        assert_eq!(like("arn:aws:sns:*:other"), Decision::NotAllowed);
+        // A Deny that surely applies that way wins over the Allow.
+        let deny = json!({
+            "Sid": "NoSns", "Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": QUEUE,
+            "Condition": {"StringLike": {"aws:SourceArn": "arn:aws:sns:*:events"}}
+        });
+        assert_eq!(
+            decide_for(&[statement(), deny]),
+            Decision::Denied("statement `NoSns`".into())
+        );
+    }
+
+    #[test]
+    fn a_deny_in_doubt_without_an_allow_is_not_allowed() {
+        // The usual TLS-only rule alone: nothing allows SNS, so it cannot deliver.
+        let tls_only = json!({
+            "Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": QUEUE,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        });
+        assert_eq!(decide_for(&[tls_only]), Decision::NotAllowed);
+        assert_eq!(
+            decide_for(&[with("Effect", json!("Maybe"))]),
+            Decision::NotAllowed
+        );
     }
 
     #[test]
@@ -490,7 +519,6 @@ mod tests {
                 "Condition",
                 json!({"ArnEquals": {"aws:SourceArn": TOPIC}, "IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
             ),
-            with("Effect", json!("Maybe")),
             json!({"Effect": "Allow", "NotPrincipal": {"AWS": "x"}, "Action": "sqs:*", "Resource": QUEUE}),
         ];
         for case in unknown {

@@ -136,16 +136,29 @@ async fn redrive(
             REDRIVE,
             format!("dead-letter queue `{name}` after {max} receives"),
         ),
-        Err(error) => Finding::fail(
-            REDRIVE,
-            format!(
-                "the dead-letter queue `{name}` (account {}, region {}) cannot be found: {}",
-                dlq.account,
-                dlq.region,
-                aws_sdk_sqs::error::DisplayErrorContext(error)
-            ),
-            format!("create `{name}`, or point the redrive policy at a queue that exists"),
-        ),
+        Err(error) => {
+            let missing = error.as_service_error().is_some_and(
+                aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError::is_queue_does_not_exist,
+            );
+            let fix = if missing {
+                format!("create `{name}`, or point the redrive policy at a queue that exists")
+            } else {
+                format!(
+                    "let these credentials call sqs:GetQueueUrl on account {}, or check the endpoint and region",
+                    dlq.account
+                )
+            };
+            Finding::fail(
+                REDRIVE,
+                format!(
+                    "the dead-letter queue `{name}` (account {}, region {}) cannot be looked up: {}",
+                    dlq.account,
+                    dlq.region,
+                    aws_sdk_sqs::error::DisplayErrorContext(error)
+                ),
+                fix,
+            )
+        }
     }
 }
 

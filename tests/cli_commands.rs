@@ -5,62 +5,9 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Output;
-use std::sync::OnceLock;
-use std::time::Duration;
-
+use support::cli::{iniesta, run, run_plain, stderr, stdout};
 use support::example;
-use support::sqs::{self, TestQueue};
-
-/// The `iniesta` binary, built once per test binary.
-fn iniesta() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| example::build_bin("iniesta")).clone()
-}
-
-/// Runs `binary` with `args` against moto (`--endpoint-url`), with `env` set and no
-/// `INIESTA_*` variable of this process leaking in.
-fn run(binary: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let endpoint = sqs::endpoint();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--endpoint-url", endpoint.as_str()]);
-    run_plain(binary, &all, env)
-}
-
-/// Runs `binary` with exactly `args` and `env` (no `INIESTA_*` of this process).
-fn run_plain(binary: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = std::process::Command::new(binary);
-    command.args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("INIESTA_") {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().copied());
-    command.output().expect("the binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn attribute<'a>(message: &'a aws_sdk_sqs::types::Message, name: &str) -> Option<&'a str> {
-    message.message_attributes()?.get(name)?.string_value()
-}
-
-async fn receive_one(queue: &TestQueue) -> aws_sdk_sqs::types::Message {
-    for _ in 0..10 {
-        if let Some(message) = queue.receive_raw(1, Duration::from_secs(1)).await.pop() {
-            return message;
-        }
-    }
-    panic!("nothing arrived in {}", queue.name);
-}
+use support::sqs::{self, attribute_text};
 
 #[tokio::test]
 async fn send_then_receive_shows_the_message_and_leaves_it() {
@@ -103,9 +50,12 @@ async fn send_then_receive_shows_the_message_and_leaves_it() {
     assert_eq!(line["attributes"]["tenant"], "acme");
     assert_eq!(line["attributes"]["n"], "3");
     // Still there: `receive` only looks.
-    let message = receive_one(&queue).await;
+    let message = queue.take_one().await;
     assert_eq!(message.message_id(), Some(message_id.as_str()));
-    assert_eq!(attribute(&message, "iniesta_pass"), Some("Order.created"));
+    assert_eq!(
+        attribute_text(&message, "iniesta_pass"),
+        Some("Order.created")
+    );
     queue.delete().await;
 }
 
@@ -120,10 +70,10 @@ async fn publish_reaches_a_subscribed_queue() {
         &[("INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN", &topic.arn)],
     );
     assert!(published.status.success(), "{}", stderr(&published));
-    let message = receive_one(&queue).await;
+    let message = queue.take_one().await;
     assert_eq!(message.body(), Some("hello"));
     assert_eq!(
-        attribute(&message, "iniesta_pass"),
+        attribute_text(&message, "iniesta_pass"),
         Some("UserUpdated.user")
     );
     queue.delete().await;
@@ -164,15 +114,12 @@ async fn the_endpoint_can_come_from_the_environment_alone() {
         &env,
     );
     assert!(published.status.success(), "{}", stderr(&published));
-    let mut bodies = Vec::new();
-    for _ in 0..10 {
-        for message in queue.receive_raw(10, Duration::from_secs(1)).await {
-            bodies.push(message.body().unwrap_or_default().to_owned());
-        }
-        if bodies.len() == 2 {
-            break;
-        }
-    }
+    let mut bodies: Vec<String> = queue
+        .take(2)
+        .await
+        .iter()
+        .map(|m| m.body().unwrap_or_default().to_owned())
+        .collect();
     bodies.sort();
     assert_eq!(bodies, ["published", "sent"]);
     queue.delete().await;
@@ -314,9 +261,9 @@ async fn redrive_moves_dead_letters_back() {
     let moved = run(iniesta(), &["redrive", "--from", &dlq.name], &[]);
     assert!(moved.status.success(), "{}", stderr(&moved));
     assert_eq!(stdout(&moved).trim(), r#"{"moved":1}"#);
-    let message = receive_one(&source).await;
+    let message = source.take_one().await;
     assert_eq!(message.body(), Some("letter"));
-    assert_eq!(attribute(&message, "iniesta_dlq_source_queue"), None);
+    assert_eq!(attribute_text(&message, "iniesta_dlq_source_queue"), None);
     assert_eq!(dlq.count().await, 0);
     source.delete().await;
     dlq.delete().await;

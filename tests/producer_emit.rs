@@ -1,19 +1,30 @@
-//! Handlers' follow-up messages on the simulator (`TestClient`, `MemoryProducer`): sent only
-//! after success; nothing from a failed, timed-out or producer-less run; no send after the
-//! handler finished.
+//! Handlers' follow-up messages on the simulator (`TestClient`, `MemoryProducer`): sent and
+//! published only after success; nothing from a failed, timed-out or producer-less run; no
+//! send after the handler finished; the default topic, or a clear error without one.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use iniesta::producer::{EmitError, MemoryProducer};
+use iniesta::producer::{CAUSATION_ID_ATTRIBUTE, EmitError, MemoryProducer};
 use iniesta::testing::TestClient;
 use iniesta::transport::MemoryQueue;
-use iniesta::{App, AppBuilder, BoxError, Context, Outcome, OutgoingMessage};
+use iniesta::{App, AppBuilder, AttributeValue, BoxError, Context, Outcome, OutgoingMessage};
+
+const TOPIC: &str = "arn:aws:sns:us-east-1:000000000000:events";
+const DEFAULT_TOPIC: &str = "arn:aws:sns:us-east-1:000000000000:global";
 
 fn app(out: &MemoryQueue) -> AppBuilder {
     App::builder()
         .registered_handlers(false)
         .producer(MemoryProducer::new().queue("out", out.clone()))
+}
+
+/// The text of `message`'s attribute `name`.
+fn text<'a>(message: &'a OutgoingMessage, name: &str) -> Option<&'a str> {
+    message
+        .attributes()
+        .get(name)
+        .and_then(AttributeValue::as_str)
 }
 
 fn follow_up() -> OutgoingMessage {
@@ -104,4 +115,76 @@ async fn a_send_after_the_handler_finished_is_refused() {
     let ctx = kept.lock().unwrap().take().unwrap();
     assert_eq!(ctx.send("out", follow_up()), Err(EmitError::Finished));
     assert_eq!(out.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_succeeding_handler_publishes_a_failing_one_does_not() {
+    let producer = MemoryProducer::new().with_default_topic(DEFAULT_TOPIC);
+    let client = TestClient::new(
+        App::builder()
+            .registered_handlers(false)
+            .producer(producer.clone())
+            .handler("Ok.run", |ctx: Context| async move {
+                ctx.publish(TOPIC, follow_up())?;
+                ctx.publish_default(OutgoingMessage::for_service("Done", "svc").body("d"))?;
+                Ok::<(), BoxError>(())
+            })
+            .handler("Bad.run", |ctx: Context| async move {
+                ctx.publish(TOPIC, follow_up())?;
+                ctx.publish_default(follow_up())?;
+                Err::<(), BoxError>("failed after publishing".into())
+            }),
+    )
+    .unwrap();
+    let bad = client
+        .deliver(OutgoingMessage::new("Bad.run").body("x"))
+        .await;
+    assert_eq!(bad.outcome, Outcome::Failed);
+    assert!(
+        producer.published(TOPIC).is_empty(),
+        "a failed handler published"
+    );
+    assert!(producer.published(DEFAULT_TOPIC).is_empty());
+    let ok = client
+        .deliver(OutgoingMessage::new("Ok.run").body("x"))
+        .await;
+    assert_eq!(ok.outcome, Outcome::Handled, "{ok:?}");
+    let published = producer.published(TOPIC);
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].body_bytes(), b"next");
+    assert_eq!(text(&published[0], "iniesta_pass"), Some("Next.step"));
+    assert!(text(&published[0], CAUSATION_ID_ATTRIBUTE).is_some());
+    let defaulted = producer.published(DEFAULT_TOPIC);
+    assert_eq!(defaulted.len(), 1);
+    assert_eq!(text(&defaulted[0], "iniesta_pass"), Some("Done.svc"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn publish_default_without_a_default_topic_is_refused_and_holds_nothing() {
+    let out = MemoryQueue::default();
+    let producer = MemoryProducer::new().queue("out", out.clone());
+    let client = TestClient::new(
+        App::builder()
+            .registered_handlers(false)
+            .producer(producer.clone())
+            .handler("Ok.run", |ctx: Context| async move {
+                assert_eq!(
+                    ctx.publish_default(follow_up()),
+                    Err(EmitError::NoDefaultTopic)
+                );
+                ctx.send("out", follow_up())?;
+                Ok::<(), BoxError>(())
+            }),
+    )
+    .unwrap();
+    let report = client
+        .deliver(OutgoingMessage::new("Ok.run").body("x"))
+        .await;
+    assert_eq!(report.outcome, Outcome::Handled, "{report:?}");
+    assert_eq!(out.len(), 1, "the handler's other sends still go out");
+    let text = EmitError::NoDefaultTopic.to_string();
+    assert!(
+        text.contains("INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN"),
+        "the error says how to fix it: {text}"
+    );
 }

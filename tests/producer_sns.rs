@@ -1,50 +1,19 @@
 //! Publishing against moto: `SnsProducer` reaches a queue subscribed with the filter policy
 //! derived from the handlers (an excluded event does not arrive), batches over ten entries,
-//! and a handler's `Context::publish` after success. Run with `./scripts/test.sh`.
+//! and a handler's `Context::publish` and `publish_default` after success. Run with
+//! `./scripts/test.sh`.
 
 mod support;
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::Message as SqsMessage;
 use iniesta::producer::{
     CAUSATION_ID_ATTRIBUTE, InvalidMessage, MESSAGE_ID_ATTRIBUTE, SnsProducer, SqsProducer,
 };
 use iniesta::{App, BoxError, Context, Message, OutgoingMessage, TransportError};
 use support::app::builder;
-use support::sqs::{self, TestQueue};
+use support::sqs::{self, attribute_text};
 use support::wait::wait_for;
-
-/// Receives from `queue` until `want` messages came (deleting them), or 15 s passed; then
-/// one more short receive, so a message that should not be there has time to show.
-async fn receive(queue: &TestQueue, want: usize) -> Vec<SqsMessage> {
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while got.len() < want && tokio::time::Instant::now() < deadline {
-        got.extend(receive_once(queue, Duration::from_secs(1)).await);
-    }
-    got.extend(receive_once(queue, Duration::from_secs(1)).await);
-    got
-}
-
-async fn receive_once(queue: &TestQueue, wait: Duration) -> Vec<SqsMessage> {
-    let batch = queue.receive_raw(10, wait).await;
-    for message in &batch {
-        queue
-            .client
-            .delete_message()
-            .queue_url(&queue.url)
-            .receipt_handle(message.receipt_handle().unwrap())
-            .send()
-            .await
-            .expect("DeleteMessage");
-    }
-    batch
-}
-
-fn text<'a>(message: &'a SqsMessage, name: &str) -> Option<&'a str> {
-    message.message_attributes()?.get(name)?.string_value()
-}
 
 fn noop(_: Message) -> std::future::Ready<()> {
     std::future::ready(())
@@ -92,7 +61,7 @@ async fn a_publish_reaches_a_queue_whose_derived_filter_policy_lets_it_through()
             .await
             .expect("published");
     }
-    let got = receive(&queue, 2).await;
+    let got = queue.take(2).await;
     let mut bodies: Vec<&str> = got.iter().map(|m| m.body().unwrap()).collect();
     bodies.sort_unstable();
     assert_eq!(
@@ -101,8 +70,8 @@ async fn a_publish_reaches_a_queue_whose_derived_filter_policy_lets_it_through()
         "the policy let the wrong events through"
     );
     for m in &got {
-        assert_eq!(text(m, "tenant"), Some("acme"));
-        assert!(text(m, MESSAGE_ID_ATTRIBUTE).is_some());
+        assert_eq!(attribute_text(m, "tenant"), Some("acme"));
+        assert!(attribute_text(m, MESSAGE_ID_ATTRIBUTE).is_some());
     }
     queue.delete().await;
 }
@@ -136,7 +105,7 @@ async fn a_batch_over_ten_is_published_whole_and_a_delay_is_refused() {
         .await;
     assert_eq!(results.len(), 12);
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let got = receive(&queue, 12).await;
+    let got = queue.take(12).await;
     let mut bodies: Vec<u32> = got
         .iter()
         .map(|m| m.body().unwrap().parse().unwrap())
@@ -145,26 +114,32 @@ async fn a_batch_over_ten_is_published_whole_and_a_delay_is_refused() {
     assert_eq!(bodies, (0..12).collect::<Vec<_>>());
     assert!(
         got.iter()
-            .all(|m| text(m, "iniesta_pass") == Some("Tick.clock"))
+            .all(|m| attribute_text(m, "iniesta_pass") == Some("Tick.clock"))
     );
     queue.delete().await;
 }
 
 #[tokio::test]
-async fn a_handler_publishes_after_success() {
+async fn a_handler_publishes_after_success_to_a_named_or_the_default_topic() {
     let topic = sqs::topic("producer-sns-emit").await;
+    let default = sqs::topic("producer-sns-emit-default").await;
     let incoming = sqs::queue("producer-sns-emit-in").await;
     let subscribed = sqs::queue("producer-sns-emit-out").await;
     topic.subscribe(&subscribed, true).await;
+    default.subscribe(&subscribed, true).await;
     let arn = topic.arn.clone();
     let handler = move |ctx: Context| {
         let arn = arn.clone();
         async move {
             ctx.publish(arn, OutgoingMessage::new("Order.shipped").body("shipped"))?;
+            ctx.publish_default(
+                OutgoingMessage::for_service("OrderShipped", "shop").body("to all"),
+            )?;
             Ok::<(), BoxError>(())
         }
     };
-    let producer = SqsProducer::new(sqs::client()).with_sns(SnsProducer::new(sqs::sns_client()));
+    let sns = SnsProducer::new(sqs::sns_client()).with_default_topic(default.arn.clone());
+    let producer = SqsProducer::new(sqs::client()).with_sns(sns);
     let running = builder()
         .transport(incoming.transport().await)
         .without_lock()
@@ -178,11 +153,21 @@ async fn a_handler_publishes_after_success() {
         running.metrics().handled >= 1
     })
     .await;
-    let got = receive(&subscribed, 1).await;
+    let mut got = subscribed.take(2).await;
     running.shutdown().await.expect("clean shutdown");
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].body(), Some("shipped"));
-    assert_eq!(text(&got[0], CAUSATION_ID_ATTRIBUTE), Some(paid.as_str()));
+    got.sort_by_key(|m| m.body().map(str::to_owned));
+    let bodies: Vec<_> = got.iter().map(|m| m.body().unwrap_or_default()).collect();
+    assert_eq!(bodies, ["shipped", "to all"], "{got:?}");
+    assert_eq!(
+        attribute_text(&got[1], "iniesta_pass"),
+        Some("OrderShipped.shop")
+    );
+    for m in &got {
+        assert_eq!(
+            attribute_text(m, CAUSATION_ID_ATTRIBUTE),
+            Some(paid.as_str())
+        );
+    }
     incoming.delete().await;
     subscribed.delete().await;
 }

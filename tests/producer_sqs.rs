@@ -15,33 +15,8 @@ use iniesta::producer::{
 };
 use iniesta::{AttributeValue, BoxError, Context, Message, OutgoingMessage, TransportError};
 use support::app::builder;
-use support::sqs::{self, TestQueue};
+use support::sqs::{self, attribute_text};
 use support::wait::wait_for;
-
-/// Receives from `queue` until `want` messages came (deleting them), or 15 s passed.
-async fn receive(queue: &TestQueue, want: usize) -> Vec<SqsMessage> {
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while got.len() < want && tokio::time::Instant::now() < deadline {
-        let batch = queue.receive_raw(10, Duration::from_secs(1)).await;
-        for message in &batch {
-            queue
-                .client
-                .delete_message()
-                .queue_url(&queue.url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .expect("DeleteMessage");
-        }
-        got.extend(batch);
-    }
-    got
-}
-
-fn text<'a>(message: &'a SqsMessage, name: &str) -> Option<&'a str> {
-    message.message_attributes()?.get(name)?.string_value()
-}
 
 fn data_type<'a>(message: &'a SqsMessage, name: &str) -> Option<&'a str> {
     Some(message.message_attributes()?.get(name)?.data_type())
@@ -65,26 +40,26 @@ async fn send_carries_body_event_ids_and_typed_attributes() {
         );
     let sent = producer.send(&queue.name, message).await.expect("sent");
 
-    let got = receive(&queue, 1).await;
+    let got = queue.take(1).await;
     assert_eq!(got.len(), 1);
     let m = &got[0];
     assert_eq!(m.message_id(), Some(sent.message_id.as_str()));
     assert_eq!(m.body(), Some(r#"{"order":1}"#));
-    assert_eq!(text(m, "iniesta_pass"), Some("Order.created"));
-    assert_eq!(text(m, "tenant"), Some("acme"));
+    assert_eq!(attribute_text(m, "iniesta_pass"), Some("Order.created"));
+    assert_eq!(attribute_text(m, "tenant"), Some("acme"));
     assert_eq!(data_type(m, "count"), Some("Number"));
-    assert_eq!(text(m, "count"), Some("3"));
+    assert_eq!(attribute_text(m, "count"), Some("3"));
     assert_eq!(data_type(m, "tags"), Some("String.Array"));
-    assert_eq!(text(m, "tags"), Some(r#"["a",2]"#));
+    assert_eq!(attribute_text(m, "tags"), Some(r#"["a",2]"#));
     let blob = m.message_attributes().unwrap()["blob"]
         .binary_value()
         .unwrap();
     assert_eq!(blob.as_ref(), &[0, 1, 2]);
     // A first message: its own id is its correlation and its cause.
-    let id = text(m, MESSAGE_ID_ATTRIBUTE).expect("a message id");
+    let id = attribute_text(m, MESSAGE_ID_ATTRIBUTE).expect("a message id");
     assert_eq!(id.len(), 36, "a UUID: {id}");
-    assert_eq!(text(m, CORRELATION_ID_ATTRIBUTE), Some(id));
-    assert_eq!(text(m, CAUSATION_ID_ATTRIBUTE), Some(id));
+    assert_eq!(attribute_text(m, CORRELATION_ID_ATTRIBUTE), Some(id));
+    assert_eq!(attribute_text(m, CAUSATION_ID_ATTRIBUTE), Some(id));
     queue.delete().await;
 }
 
@@ -115,7 +90,7 @@ async fn a_batch_over_ten_arrives_whole_and_a_bad_entry_fails_alone() {
             assert!(result.is_ok(), "entry {i}: {result:?}");
         }
     }
-    let got = receive(&queue, 24).await;
+    let got = queue.take(24).await;
     let mut bodies: Vec<u32> = got
         .iter()
         .map(|m| m.body().unwrap().parse().unwrap())
@@ -125,7 +100,7 @@ async fn a_batch_over_ten_arrives_whole_and_a_bad_entry_fails_alone() {
     assert_eq!(bodies, expected);
     let ids: std::collections::HashSet<&str> = got
         .iter()
-        .map(|m| text(m, MESSAGE_ID_ATTRIBUTE).unwrap())
+        .map(|m| attribute_text(m, MESSAGE_ID_ATTRIBUTE).unwrap())
         .collect();
     assert_eq!(ids.len(), 24, "every message has its own id");
     queue.delete().await;
@@ -161,11 +136,49 @@ async fn fifo_sends_keep_order_need_a_group_and_deduplicate_by_message_id() {
             .message_id("order-77");
         producer.send(&queue.name, message).await.unwrap();
     }
-    let got = receive(&queue, 14).await;
+    let got = queue.take(14).await;
     let bodies: Vec<&str> = got.iter().map(|m| m.body().unwrap()).collect();
     let mut expected: Vec<String> = (0..12).map(|i| i.to_string()).collect();
     expected.push("first".into());
     assert_eq!(bodies, expected);
+    queue.delete().await;
+}
+
+#[tokio::test]
+async fn on_fifo_a_failed_message_holds_back_the_rest_of_its_group() {
+    let queue = sqs::fifo_queue("producer-fifo-hold").await;
+    let producer = SqsProducer::new(sqs::client());
+    let message = |body: &str, group: &str| {
+        OutgoingMessage::new("F")
+            .body(body.to_owned())
+            .group_id(group)
+    };
+    // 1 is invalid: 2, of its group, waits for it; 3, of another group, goes.
+    let messages = vec![
+        message("0", "g"),
+        message("", "g"),
+        message("2", "g"),
+        message("3", "h"),
+    ];
+    let results = producer.send_batch(&queue.name, messages).await.unwrap();
+    assert!(results[0].is_ok() && results[3].is_ok(), "{results:?}");
+    assert!(
+        matches!(
+            results[1],
+            Err(TransportError::InvalidMessage(InvalidMessage::EmptyBody))
+        ),
+        "{results:?}"
+    );
+    let held = results[2].as_ref().unwrap_err();
+    assert!(held.is_retryable(), "{held}");
+    let mut bodies: Vec<String> = queue
+        .take(2)
+        .await
+        .iter()
+        .map(|m| m.body().unwrap().to_owned())
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["0", "3"]);
     queue.delete().await;
 }
 
@@ -258,18 +271,27 @@ async fn handlers_emit_after_success_and_nothing_on_failure() {
         || async { running.metrics().handled >= 1 && running.metrics().failed >= 1 },
     )
     .await;
-    let got = receive(&outgoing, 1).await;
+    let got = outgoing.take(1).await;
     // Give a wrongly sent message time to arrive.
     let late = outgoing.receive_raw(10, Duration::from_secs(2)).await;
     running.shutdown().await.expect("clean shutdown");
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(late.is_empty(), "a failed handler emitted: {late:?}");
     let m = &got[0];
-    assert_eq!(text(m, "iniesta_pass"), Some("Shipment.requested"));
+    assert_eq!(
+        attribute_text(m, "iniesta_pass"),
+        Some("Shipment.requested")
+    );
     assert_eq!(m.body(), Some("order-1"));
     // Caused by the incoming message, in its conversation.
-    assert_eq!(text(m, CAUSATION_ID_ATTRIBUTE), Some(paid_id.as_str()));
-    assert_eq!(text(m, CORRELATION_ID_ATTRIBUTE), Some(paid_id.as_str()));
+    assert_eq!(
+        attribute_text(m, CAUSATION_ID_ATTRIBUTE),
+        Some(paid_id.as_str())
+    );
+    assert_eq!(
+        attribute_text(m, CORRELATION_ID_ATTRIBUTE),
+        Some(paid_id.as_str())
+    );
     let attributes: HashMap<_, _> = m.message_attributes().unwrap().clone();
     assert!(attributes.contains_key(MESSAGE_ID_ATTRIBUTE));
     incoming.delete().await;

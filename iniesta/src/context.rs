@@ -41,6 +41,8 @@ struct Inner {
     /// The message being handled: what emitted messages are caused by.
     message: Message,
     emitted: Emitted,
+    /// The app's producer's default topic, for [`Context::publish_default`].
+    default_topic: Option<Arc<str>>,
     attempt: u32,
     max_receive_count: Option<u32>,
     fencing_token: Option<u64>,
@@ -58,6 +60,7 @@ impl Context {
         message: Message,
         max_receive_count: Option<u32>,
         fencing_token: Option<u64>,
+        default_topic: Option<Arc<str>>,
     ) -> Self {
         Context {
             inner: Arc::new(Inner {
@@ -65,6 +68,7 @@ impl Context {
                 attempt: message.delivery_count(),
                 message,
                 emitted: Emitted::default(),
+                default_topic,
                 max_receive_count,
                 fencing_token,
                 cancelled: AtomicBool::new(false),
@@ -181,8 +185,9 @@ impl Context {
     }
 
     /// Publishes `message` to the SNS topic `topic_arn` once the handler has succeeded, as
-    /// [`send`](Self::send) does for queues (the app's producer must publish to topics: with
-    /// the `sns` feature, [`App::from_env`](crate::App::from_env)'s does).
+    /// [`send`](Self::send) does for queues. The app's producer must publish to topics: with
+    /// the `sns` feature, [`App::from_env`](crate::App::from_env)'s does; in tests a
+    /// [`MemoryProducer`](crate::producer::MemoryProducer) records what is published.
     ///
     /// # Errors
     ///
@@ -200,8 +205,40 @@ impl Context {
         )
     }
 
-    /// The messages held by [`send`](Self::send) and [`publish`](Self::publish), taken;
-    /// later sends are refused.
+    /// Publishes `message` to the app's default topic (`INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN`,
+    /// or the producer's [`default_topic`](crate::producer::Producer::default_topic)) once the
+    /// handler has succeeded, as [`publish`](Self::publish) does. iniesta (the Python library)
+    /// publishes every event there, with the event key `{event}.{service_name}`
+    /// ([`OutgoingMessage::for_service`]).
+    ///
+    /// # Errors
+    ///
+    /// [`EmitError::NoDefaultTopic`] when the app's producer has no default topic (nothing
+    /// held), else as [`send`](Self::send).
+    ///
+    /// # Examples
+    ///
+    /// ```rust,standalone_crate
+    /// use iniesta::{Context, OutgoingMessage};
+    ///
+    /// #[iniesta::handler("OrderPaid.shop")]
+    /// async fn paid(ctx: Context) -> Result<(), iniesta::BoxError> {
+    ///     ctx.publish_default(OutgoingMessage::for_service("OrderShipped", "shop").body("{}"))?;
+    ///     Ok(())
+    /// }
+    /// # fn main() {}
+    /// ```
+    pub fn publish_default(&self, message: OutgoingMessage) -> Result<(), EmitError> {
+        let topic = self
+            .inner
+            .default_topic
+            .as_deref()
+            .ok_or(EmitError::NoDefaultTopic)?;
+        self.publish(topic, message)
+    }
+
+    /// The messages held by [`send`](Self::send) and the publishes, taken; later sends are
+    /// refused.
     pub(crate) fn take_emitted(&self) -> Vec<(Destination, OutgoingMessage)> {
         self.inner.emitted.take()
     }
@@ -257,7 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn lock_lost_completes_when_marked() {
-        let ctx = Context::new("h".into(), attempt(1), None, None);
+        let ctx = Context::new("h".into(), attempt(1), None, None, None);
         assert!(!ctx.is_lock_lost());
         let waiter = tokio::spawn({
             let ctx = ctx.clone();
@@ -272,8 +309,8 @@ mod tests {
 
     #[test]
     fn final_attempt_needs_a_redrive_policy() {
-        assert!(!Context::new("h".into(), attempt(5), None, None).is_final_attempt());
-        assert!(!Context::new("h".into(), attempt(2), Some(3), None).is_final_attempt());
-        assert!(Context::new("h".into(), attempt(3), Some(3), None).is_final_attempt());
+        assert!(!Context::new("h".into(), attempt(5), None, None, None).is_final_attempt());
+        assert!(!Context::new("h".into(), attempt(2), Some(3), None, None).is_final_attempt());
+        assert!(Context::new("h".into(), attempt(3), Some(3), None, None).is_final_attempt());
     }
 }

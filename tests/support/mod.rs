@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: the services they talk to, app builders, a faulty
-//! transport, log capture, waiting and lock helpers, example binaries run as child processes.
+//! transport, log capture, waiting and lock helpers, example binaries run as child processes,
+//! the command line run against moto.
 // Each test binary compiles this module whole and uses only part of it.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod app;
+pub mod cli;
 pub mod example;
 pub mod http;
 pub mod lock;

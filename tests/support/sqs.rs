@@ -245,6 +245,11 @@ async fn create(name: String, attributes: &[(QueueAttributeName, String)]) -> Te
     }
 }
 
+/// The text of a received message's `String` or `Number` attribute `name`.
+pub fn attribute_text<'a>(message: &'a aws_sdk_sqs::types::Message, name: &str) -> Option<&'a str> {
+    message.message_attributes()?.get(name)?.string_value()
+}
+
 /// A String message attribute.
 pub fn string_attribute(value: &str) -> MessageAttributeValue {
     typed_attribute("String", value)
@@ -427,6 +432,44 @@ impl TestQueue {
             .expect("ReceiveMessage")
             .messages
             .unwrap_or_default()
+    }
+
+    /// Receives (and deletes) until `want` messages came or 15 s passed, then what else
+    /// arrives within a second, so a message that should not be there has time to show.
+    pub async fn take(&self, want: usize) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while got.len() < want && tokio::time::Instant::now() < deadline {
+            got.extend(self.take_once(Duration::from_secs(1)).await);
+        }
+        got.extend(self.take_once(Duration::from_secs(1)).await);
+        got
+    }
+
+    /// The one message that arrives within 15 s (deleted).
+    ///
+    /// # Panics
+    ///
+    /// When none arrives, or more than one.
+    pub async fn take_one(&self) -> aws_sdk_sqs::types::Message {
+        let mut got = self.take(1).await;
+        assert_eq!(got.len(), 1, "one message in {}: {got:?}", self.name);
+        got.remove(0)
+    }
+
+    /// Receives up to ten messages within `wait` (one long poll) and deletes them.
+    pub async fn take_once(&self, wait: Duration) -> Vec<aws_sdk_sqs::types::Message> {
+        let batch = self.receive_raw(10, wait).await;
+        for message in &batch {
+            self.client
+                .delete_message()
+                .queue_url(&self.url)
+                .receipt_handle(message.receipt_handle().expect("a receipt handle"))
+                .send()
+                .await
+                .expect("DeleteMessage");
+        }
+        batch
     }
 
     /// Deletes the queue.

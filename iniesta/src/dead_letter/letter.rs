@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 
+use crate::message::WireValue;
 use crate::transport::sqs::limits::MAX_ATTRIBUTES;
 use crate::{AttributeValue, Message, OutgoingMessage};
 
@@ -291,14 +292,14 @@ fn pack(attributes: &HashMap<String, AttributeValue>) -> String {
     let object: serde_json::Map<String, serde_json::Value> = attributes
         .iter()
         .map(|(name, value)| {
-            let entry = match value {
-                AttributeValue::Binary(bytes) => serde_json::json!({
+            let entry = match value.wire_value() {
+                WireValue::Binary(bytes) => serde_json::json!({
                     "DataType": value.data_type(),
                     "BinaryValue": BASE64.encode(bytes),
                 }),
-                other => serde_json::json!({
-                    "DataType": other.data_type(),
-                    "StringValue": other.to_string_value().unwrap_or_default(),
+                WireValue::String(text) => serde_json::json!({
+                    "DataType": value.data_type(),
+                    "StringValue": text,
                 }),
             };
             (name.clone(), entry)

@@ -1,4 +1,7 @@
-//! Typed SQS message attributes.
+//! Typed SQS message attributes, and how SQS and SNS carry them.
+
+#[cfg(feature = "sqs")]
+use std::collections::HashMap;
 
 use bytes::Bytes;
 
@@ -59,12 +62,21 @@ impl AttributeValue {
 
     /// The string SQS carries as `StringValue`, or `None` for binary values.
     pub fn to_string_value(&self) -> Option<String> {
+        match self.wire_value() {
+            WireValue::String(text) => Some(text),
+            WireValue::Binary(_) => None,
+        }
+    }
+
+    /// The value field SQS and SNS carry this value in, next to its
+    /// [`data_type`](Self::data_type): the one rule every SDK conversion follows.
+    pub(crate) fn wire_value(&self) -> WireValue<'_> {
         match self {
-            AttributeValue::String(s) | AttributeValue::Number(s) => Some(s.clone()),
+            AttributeValue::String(s) | AttributeValue::Number(s) => WireValue::String(s.clone()),
             AttributeValue::Array(items) => {
-                Some(serde_json::Value::Array(items.clone()).to_string())
+                WireValue::String(serde_json::Value::Array(items.clone()).to_string())
             }
-            AttributeValue::Binary(_) => None,
+            AttributeValue::Binary(bytes) => WireValue::Binary(bytes),
         }
     }
 
@@ -93,6 +105,30 @@ impl AttributeValue {
     }
 }
 
+/// Which of a `MessageAttributeValue`'s two value fields an attribute fills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WireValue<'a> {
+    /// `StringValue`: strings, numbers, and `String.Array` as JSON.
+    String(String),
+    /// `BinaryValue`.
+    Binary(&'a [u8]),
+}
+
+/// `attributes` in one SDK's attribute type, each built by `build` from its data type and
+/// value; an attribute `build` refuses is left out (the checks before sending let none through).
+#[cfg(feature = "sqs")]
+pub(crate) fn attributes_to_sdk<V>(
+    attributes: &HashMap<String, AttributeValue>,
+    build: impl Fn(&'static str, WireValue<'_>) -> Option<V>,
+) -> HashMap<String, V> {
+    attributes
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.clone(), build(value.data_type(), value.wire_value())?))
+        })
+        .collect()
+}
+
 impl From<&str> for AttributeValue {
     fn from(value: &str) -> Self {
         AttributeValue::String(value.to_owned())
@@ -118,6 +154,36 @@ mod tests {
         );
         let bad = AttributeValue::from_data_type("String.Array", "not json".into());
         assert_eq!(bad, AttributeValue::String("not json".into()));
+    }
+
+    #[test]
+    fn binary_goes_in_the_binary_field_everything_else_as_text() {
+        let cases = [
+            (
+                AttributeValue::String("a".into()),
+                "String",
+                WireValue::String("a".into()),
+            ),
+            (
+                AttributeValue::Number("-1.5".into()),
+                "Number",
+                WireValue::String("-1.5".into()),
+            ),
+            (
+                AttributeValue::Array(vec!["a".into(), serde_json::json!(2)]),
+                "String.Array",
+                WireValue::String(r#"["a",2]"#.into()),
+            ),
+            (
+                AttributeValue::Binary(Bytes::from_static(&[0, 255])),
+                "Binary",
+                WireValue::Binary(&[0, 255]),
+            ),
+        ];
+        for (value, data_type, wire) in &cases {
+            assert_eq!(value.data_type(), *data_type);
+            assert_eq!(&value.wire_value(), wire);
+        }
     }
 
     #[test]

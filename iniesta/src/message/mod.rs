@@ -15,6 +15,9 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 pub use attribute::AttributeValue;
+pub(crate) use attribute::WireValue;
+#[cfg(feature = "sqs")]
+pub(crate) use attribute::attributes_to_sdk;
 pub use decode::{DecodeError, DecodeOptions, IdempotencyKey};
 pub use outgoing::OutgoingMessage;
 pub use raw::{RawMessage, Receipt};

@@ -103,6 +103,7 @@ impl Pipeline {
             message.clone(),
             max_attempts,
             delivery.lease.as_ref().and_then(Lease::fencing_token),
+            self.producer.as_ref().and_then(|p| p.default_topic()),
         );
         let permit = match self.handler_permit(route, &mut delivery, &ctx).await {
             Ok(permit) => permit,

@@ -6,7 +6,8 @@ use std::sync::{Mutex, PoisonError};
 use super::{Destination, InvalidMessage, Producer, ids, validate};
 use crate::{BoxError, Message, OutgoingMessage};
 
-/// Why [`Context::send`](crate::Context::send) refused a message.
+/// Why [`Context::send`](crate::Context::send) (or `publish`, `publish_default`) refused a
+/// message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmitError {
@@ -17,6 +18,11 @@ pub enum EmitError {
     /// from work that outlived the handler.
     #[error("the handler has finished: messages can only be sent while it runs")]
     Finished,
+    /// [`Context::publish_default`](crate::Context::publish_default) without a default topic.
+    #[error(
+        "no default topic to publish to: set INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN (or call with_default_topic on the producer), or name the topic with Context::publish"
+    )]
+    NoDefaultTopic,
 }
 
 /// The follow-up messages of one delivery, in the order the handler emitted them.

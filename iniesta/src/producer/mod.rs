@@ -69,7 +69,8 @@ impl fmt::Display for Destination {
 /// through ([`AppBuilder::producer`](crate::AppBuilder::producer)).
 ///
 /// [`SqsProducer`] resolves queue names with `GetQueueUrl` (once per name);
-/// [`MemoryProducer`] maps names to in-memory queues for tests.
+/// [`MemoryProducer`] maps names to in-memory queues and records what is published to topics,
+/// for tests.
 pub trait Producer: Send + Sync + 'static {
     /// The publisher of `destination`.
     ///
@@ -81,6 +82,13 @@ pub trait Producer: Send + Sync + 'static {
         &self,
         destination: &Destination,
     ) -> BoxFuture<'_, Result<Arc<dyn Publisher>, TransportError>>;
+
+    /// The ARN of the topic [`Context::publish_default`](crate::Context::publish_default)
+    /// publishes to, when there is one: [`SnsProducer`]'s is
+    /// `INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN`. None by default.
+    fn default_topic(&self) -> Option<Arc<str>> {
+        None
+    }
 }
 
 impl<P: Producer + ?Sized> Producer for Arc<P> {
@@ -89,5 +97,9 @@ impl<P: Producer + ?Sized> Producer for Arc<P> {
         destination: &Destination,
     ) -> BoxFuture<'_, Result<Arc<dyn Publisher>, TransportError>> {
         (**self).publisher(destination)
+    }
+
+    fn default_topic(&self) -> Option<Arc<str>> {
+        (**self).default_topic()
     }
 }

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use aws_sdk_sns::Client;
 use aws_sdk_sns::primitives::Blob;
+use aws_sdk_sns::types::builders::PublishBatchRequestEntryBuilder;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
-use super::batch::{self, Answer, Ready, Results};
+use super::batch::{self, Answer, Batching, Prepared};
 use super::validate::{self, InvalidMessage};
 use super::{Destination, Producer, ids};
 use crate::handler::BoxFuture;
+use crate::message::{WireValue, attributes_to_sdk};
 use crate::transport::sns::limits::{MAX_BATCH, MAX_MESSAGE_SIZE};
 use crate::transport::{Published, Publisher};
 use crate::{AttributeValue, BoxError, OutgoingMessage, TransportError};
@@ -122,6 +124,10 @@ impl Producer for SnsProducer {
         };
         Box::pin(std::future::ready(found))
     }
+
+    fn default_topic(&self) -> Option<Arc<str>> {
+        self.default_topic.clone()
+    }
 }
 
 impl fmt::Debug for SnsProducer {
@@ -157,105 +163,75 @@ impl SnsTopic {
             .expect("one result per message")
     }
 
-    /// Publishes `messages` in batches; one result per message, in order.
+    /// Publishes `messages` in batches; one result per message, in order. On a FIFO topic a
+    /// failed message holds back the rest of its group, as on a FIFO queue (see
+    /// [`SqsProducer`](super::SqsProducer)).
     pub async fn publish_all(
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Vec<Result<Published, TransportError>> {
-        let mut results: Results = (0..messages.len()).map(|_| None).collect();
-        let mut ready = Vec::with_capacity(messages.len());
-        for (index, message) in messages.into_iter().enumerate() {
-            match self.prepare(index, message) {
-                Ok(entry) => ready.push(entry),
-                Err(invalid) => results[index] = Some(Err(invalid.into())),
-            }
-        }
         let inner = &self.inner;
-        for request in batch::requests(ready, MAX_BATCH, MAX_MESSAGE_SIZE) {
-            batch::send_request("PublishBatch", request, &mut results, |entries| {
-                let entries = entries
-                    .into_iter()
-                    .map(|(id, mut entry): (String, PublishBatchRequestEntry)| {
-                        entry.id = id;
-                        entry
-                    })
-                    .collect();
-                async move {
-                    let output = inner
-                        .client
-                        .publish_batch()
-                        .topic_arn(&inner.arn)
-                        .set_publish_batch_request_entries(Some(entries))
-                        .send()
-                        .await
-                        .map_err(|e| service_error("PublishBatch", &e))?;
-                    Ok(Answer {
-                        sent: output
-                            .successful()
-                            .iter()
-                            // Sent even when SNS names no message id: never published twice.
-                            .filter_map(|s| {
-                                let id = s.id()?.to_owned();
-                                Some((id, s.message_id().unwrap_or_default().to_owned()))
-                            })
-                            .collect(),
-                        failed: output
-                            .failed()
-                            .iter()
-                            .map(|f| {
-                                let text = format!(
-                                    "{}: {}",
-                                    f.code(),
-                                    f.message().unwrap_or("no message")
-                                );
-                                (f.id().to_owned(), f.sender_fault(), text)
-                            })
-                            .collect(),
-                    })
+        let batching = Batching {
+            operation: "PublishBatch",
+            max_entries: MAX_BATCH,
+            max_bytes: MAX_MESSAGE_SIZE,
+            fifo: inner.fifo,
+        };
+        let prepare = |message| self.prepare(message);
+        batch::send_all(messages, prepare, batching, |entries| {
+            let entries = entries
+                .into_iter()
+                .map(|(id, entry): (String, PublishBatchRequestEntryBuilder)| {
+                    entry.id(id).build().expect("id and message are set")
+                })
+                .collect();
+            async move {
+                let output = inner
+                    .client
+                    .publish_batch()
+                    .topic_arn(&inner.arn)
+                    .set_publish_batch_request_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| service_error("PublishBatch", &e))?;
+                let mut answer = Answer::default();
+                for sent in output.successful() {
+                    // Sent even when SNS names no message id: never published twice.
+                    if let Some(id) = sent.id() {
+                        answer.sent(id, sent.message_id().unwrap_or_default());
+                    }
                 }
-            })
-            .await;
-        }
-        results
-            .into_iter()
-            .map(|result| result.expect("every message answered"))
-            .collect()
+                for failed in output.failed() {
+                    answer.failed(
+                        failed.id(),
+                        failed.sender_fault(),
+                        failed.code(),
+                        failed.message(),
+                    );
+                }
+                Ok(answer)
+            }
+        })
+        .await
     }
 
     /// Stamps, checks and converts one message.
     fn prepare(
         &self,
-        index: usize,
         mut message: OutgoingMessage,
-    ) -> Result<Ready<PublishBatchRequestEntry>, InvalidMessage> {
+    ) -> Result<Prepared<PublishBatchRequestEntryBuilder>, InvalidMessage> {
         let inner = &self.inner;
         ids::stamp(&mut message, inner.fifo);
         validate::check(&message, ids::OURS)?;
+        validate::check_for_topic(&message, &inner.arn, inner.fifo)?;
         let size = validate::size(&message);
-        if size > MAX_MESSAGE_SIZE {
-            return Err(InvalidMessage::TooLarge {
-                size,
-                max: MAX_MESSAGE_SIZE,
-            });
-        }
-        if !message.delay.is_zero() {
-            return Err(InvalidMessage::DelayOnTopic);
-        }
-        if inner.fifo && message.group_id.is_none() {
-            return Err(InvalidMessage::MissingGroupId {
-                queue: inner.arn.clone(),
-            });
-        }
         let body = String::from_utf8(message.body.to_vec()).expect("checked: the body is text");
         let entry = PublishBatchRequestEntry::builder()
-            .id(index.to_string())
             .message(body)
             .set_message_attributes(Some(attributes(&message.attributes)))
             .set_message_group_id(message.group_id)
-            .set_message_deduplication_id(message.deduplication_id)
-            .build()
-            .expect("id and message are set");
-        Ok(Ready { index, size, entry })
+            .set_message_deduplication_id(message.deduplication_id);
+        Ok(Prepared { size, entry })
     }
 }
 
@@ -297,17 +273,15 @@ where
 fn attributes(
     attributes: &HashMap<String, AttributeValue>,
 ) -> HashMap<String, MessageAttributeValue> {
-    attributes
-        .iter()
-        .filter_map(|(name, value)| {
-            let builder = MessageAttributeValue::builder().data_type(value.data_type());
-            let builder = match value {
-                AttributeValue::Binary(bytes) => builder.binary_value(Blob::new(bytes.to_vec())),
-                other => builder.string_value(other.to_string_value()?),
-            };
-            Some((name.clone(), builder.build().ok()?))
-        })
-        .collect()
+    attributes_to_sdk(attributes, |data_type, value| {
+        let builder = MessageAttributeValue::builder().data_type(data_type);
+        match value {
+            WireValue::String(text) => builder.string_value(text),
+            WireValue::Binary(bytes) => builder.binary_value(Blob::new(bytes)),
+        }
+        .build()
+        .ok()
+    })
 }
 
 impl Publisher for SnsTopic {
@@ -332,5 +306,34 @@ impl fmt::Debug for SnsTopic {
             .field("arn", &self.inner.arn)
             .field("fifo", &self.inner.fifo)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[test]
+    fn attributes_take_the_sns_sdk_shape() {
+        let ours: HashMap<String, AttributeValue> = [
+            ("s", AttributeValue::String("a".into())),
+            ("n", AttributeValue::Number("7".into())),
+            ("b", AttributeValue::Binary(Bytes::from_static(&[0, 255]))),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+        let sdk = attributes(&ours);
+        assert_eq!(sdk["s"].data_type(), "String");
+        assert_eq!(sdk["s"].string_value(), Some("a"));
+        assert_eq!(sdk["n"].data_type(), "Number");
+        assert_eq!(sdk["n"].string_value(), Some("7"));
+        assert_eq!(sdk["b"].data_type(), "Binary");
+        assert_eq!(
+            sdk["b"].binary_value().map(Blob::as_ref),
+            Some(&[0u8, 255][..])
+        );
     }
 }

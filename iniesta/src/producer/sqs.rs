@@ -5,9 +5,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 
-use super::batch::{self, Answer, Ready, Results};
+use super::batch::{self, Answer, Batching, Prepared};
 use super::validate::{self, Rules};
 use super::{Destination, Producer, ids};
 use crate::handler::BoxFuture;
@@ -27,9 +28,12 @@ use crate::{OutgoingMessage, Result, TransportError};
 /// on its side are tried again (three tries in all), and every message gets its own result.
 ///
 /// On a FIFO queue (name ending in `.fifo`) a message needs a group id, takes no delay, and
-/// is deduplicated by its message id unless you set a deduplication id. An entry retried
-/// after a failure can land after later entries of its group that went through: send a
-/// group's messages one call at a time when their order must survive failures.
+/// is deduplicated by its message id unless you set a deduplication id. Once a message of a
+/// group failed, the group's later messages in the batch are not sent (they fail, retryable),
+/// so sending the failed ones again in order keeps the group's order. One case is beyond
+/// repair: an entry SQS failed on its side, tried again, lands after later entries of its
+/// group that went through in the same request. Send a group's messages one call at a time
+/// when their order must survive even that.
 ///
 /// [`InvalidMessage`]: super::InvalidMessage
 ///
@@ -206,6 +210,15 @@ impl Producer for SqsProducer {
             }
         })
     }
+
+    /// The SNS producer's ([`with_sns`](Self::with_sns)).
+    fn default_topic(&self) -> Option<Arc<str>> {
+        #[cfg(feature = "sns")]
+        if let Some(sns) = &self.sns {
+            return sns.default_topic();
+        }
+        None
+    }
 }
 
 impl fmt::Debug for SqsProducer {
@@ -267,70 +280,58 @@ impl SqsQueue {
             .expect("one result per message")
     }
 
-    /// Sends `messages` in batches; one result per message, in order.
+    /// Sends `messages` in batches; one result per message, in order. On a FIFO queue a
+    /// failed message holds back the rest of its group (see [`SqsProducer`]).
     pub async fn send_batch(
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Vec<std::result::Result<Published, TransportError>> {
-        let mut results: Results = (0..messages.len()).map(|_| None).collect();
-        let mut ready = Vec::with_capacity(messages.len());
-        for (index, message) in messages.into_iter().enumerate() {
-            match self.prepare(index, message) {
-                Ok(entry) => ready.push(entry),
-                Err(invalid) => results[index] = Some(Err(invalid.into())),
-            }
-        }
         let inner = &self.inner;
-        for request in batch::requests(ready, MAX_BATCH, MAX_MESSAGE_SIZE) {
-            batch::send_request("SendMessageBatch", request, &mut results, |entries| {
-                let entries = entries
-                    .into_iter()
-                    .map(|(id, entry)| with_id(entry, id))
-                    .collect();
-                async move {
-                    let output = inner
-                        .client
-                        .send_message_batch()
-                        .queue_url(&inner.url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                        .map_err(|e| classify("SendMessageBatch", &inner.target, &e))?;
-                    Ok(Answer {
-                        sent: output
-                            .successful()
-                            .iter()
-                            .map(|s| (s.id().to_owned(), s.message_id().to_owned()))
-                            .collect(),
-                        failed: output
-                            .failed()
-                            .iter()
-                            .map(|f| {
-                                let text = format!(
-                                    "{}: {}",
-                                    f.code(),
-                                    f.message().unwrap_or("no message")
-                                );
-                                (f.id().to_owned(), f.sender_fault(), text)
-                            })
-                            .collect(),
-                    })
+        let batching = Batching {
+            operation: "SendMessageBatch",
+            max_entries: MAX_BATCH,
+            max_bytes: MAX_MESSAGE_SIZE,
+            fifo: inner.fifo,
+        };
+        let prepare = |message| self.prepare(message);
+        batch::send_all(messages, prepare, batching, |entries| {
+            let entries = entries
+                .into_iter()
+                .map(|(id, entry)| entry.id(id).build().expect("id and body are set"))
+                .collect();
+            async move {
+                let output = inner
+                    .client
+                    .send_message_batch()
+                    .queue_url(&inner.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| classify("SendMessageBatch", &inner.target, &e))?;
+                let mut answer = Answer::default();
+                for sent in output.successful() {
+                    answer.sent(sent.id(), sent.message_id());
                 }
-            })
-            .await;
-        }
-        results
-            .into_iter()
-            .map(|result| result.expect("every message answered"))
-            .collect()
+                for failed in output.failed() {
+                    answer.failed(
+                        failed.id(),
+                        failed.sender_fault(),
+                        failed.code(),
+                        failed.message(),
+                    );
+                }
+                Ok(answer)
+            }
+        })
+        .await
     }
 
     /// Stamps, checks and converts one message.
     fn prepare(
         &self,
-        index: usize,
         mut message: OutgoingMessage,
-    ) -> std::result::Result<Ready<SendMessageBatchRequestEntry>, super::InvalidMessage> {
+    ) -> std::result::Result<Prepared<SendMessageBatchRequestEntryBuilder>, super::InvalidMessage>
+    {
         let inner = &self.inner;
         ids::stamp(&mut message, inner.fifo);
         validate::check(&message, ids::OURS)?;
@@ -344,24 +345,14 @@ impl SqsQueue {
         let body = String::from_utf8(message.body.to_vec()).expect("checked: the body is text");
         let delay = i32::try_from(message.delay.as_secs()).expect("checked: at most 900 s");
         let entry = SendMessageBatchRequestEntry::builder()
-            .id(index.to_string())
             .message_body(body)
             .set_message_attributes(Some(sdk_attributes(&message.attributes)))
             // An explicit 0 would override the queue's own DelaySeconds.
             .set_delay_seconds((!inner.fifo && delay > 0).then_some(delay))
             .set_message_group_id(message.group_id)
-            .set_message_deduplication_id(message.deduplication_id)
-            .build()
-            .expect("id and body are set");
-        Ok(Ready { index, size, entry })
+            .set_message_deduplication_id(message.deduplication_id);
+        Ok(Prepared { size, entry })
     }
-}
-
-/// `entry` with the id `id` (entries are built with their index as id already; this keeps
-/// the id [`batch`] sends authoritative).
-fn with_id(mut entry: SendMessageBatchRequestEntry, id: String) -> SendMessageBatchRequestEntry {
-    entry.id = id;
-    entry
 }
 
 impl Publisher for SqsQueue {

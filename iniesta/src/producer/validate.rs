@@ -1,6 +1,8 @@
-//! SQS's rules for a message, checked before any request: a bad message is a clear error
-//! naming what to change, never a `400` from the service.
+//! SQS's rules for a message, and SNS's on top, checked before any request: a bad message is
+//! a clear error naming what to change, never a `400` from the service.
 
+use crate::message::WireValue;
+use crate::transport::sns::limits::MAX_MESSAGE_SIZE as MAX_TOPIC_MESSAGE_SIZE;
 use crate::transport::sqs::limits::{MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTES, MAX_DELAY, MAX_FIFO_ID};
 use crate::{AttributeValue, OutgoingMessage};
 
@@ -168,17 +170,41 @@ pub(crate) fn check_for(message: &OutgoingMessage, rules: Rules<'_>) -> Result<(
     Ok(())
 }
 
-/// What SQS counts against the size limit: the body, and each attribute's name, data type
-/// and value.
-#[cfg(feature = "sqs")]
+/// Checks what depends on the SNS topic `arn` (FIFO when `fifo`): SNS's size limit, no
+/// delay, and a FIFO group.
+pub(crate) fn check_for_topic(
+    message: &OutgoingMessage,
+    arn: &str,
+    fifo: bool,
+) -> Result<(), InvalidMessage> {
+    let size = size(message);
+    if size > MAX_TOPIC_MESSAGE_SIZE {
+        return Err(InvalidMessage::TooLarge {
+            size,
+            max: MAX_TOPIC_MESSAGE_SIZE,
+        });
+    }
+    if !message.delay.is_zero() {
+        return Err(InvalidMessage::DelayOnTopic);
+    }
+    if fifo && message.group_id.is_none() {
+        return Err(InvalidMessage::MissingGroupId {
+            queue: arn.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// What SQS and SNS count against the size limit: the body, and each attribute's name, data
+/// type and value.
 pub(crate) fn size(message: &OutgoingMessage) -> usize {
     let attributes: usize = message
         .attributes
         .iter()
         .map(|(name, value)| {
-            let value_len = match value {
-                AttributeValue::Binary(bytes) => bytes.len(),
-                other => other.to_string_value().map_or(0, |s| s.len()),
+            let value_len = match value.wire_value() {
+                WireValue::String(text) => text.len(),
+                WireValue::Binary(bytes) => bytes.len(),
             };
             name.len() + value.data_type().len() + value_len
         })
@@ -428,5 +454,25 @@ mod tests {
             check_for(&message(), small),
             Err(InvalidMessage::TooLarge { size: 33, max: 32 })
         );
+    }
+
+    #[test]
+    fn topics_take_no_delay_and_a_fifo_topic_needs_a_group() {
+        let arn = "arn:aws:sns:us-east-1:000000000000:t.fifo";
+        assert_eq!(check_for_topic(&message(), arn, false), Ok(()));
+        assert_eq!(
+            check_for_topic(&message().delay(Duration::from_secs(1)), arn, false),
+            Err(InvalidMessage::DelayOnTopic)
+        );
+        assert!(matches!(
+            check_for_topic(&message(), arn, true),
+            Err(InvalidMessage::MissingGroupId { .. })
+        ));
+        assert_eq!(check_for_topic(&message().group_id("g"), arn, true), Ok(()));
+        let large = message().body("x".repeat(256 * 1024));
+        assert!(matches!(
+            check_for_topic(&large, arn, false),
+            Err(InvalidMessage::TooLarge { max: 262_144, .. })
+        ));
     }
 }

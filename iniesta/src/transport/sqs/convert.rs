@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::SystemAttributes;
 use super::redrive::RedrivePolicy;
+use crate::message::{WireValue, attributes_to_sdk};
 use crate::transport::Capabilities;
 use crate::{AttributeValue, RawMessage, Receipt};
 
@@ -143,21 +144,19 @@ pub(super) fn capabilities(name: &str, attributes: &HashMap<String, String>) -> 
     capabilities
 }
 
-/// Attributes in the SDK's shape.
+/// Attributes in the SQS SDK's shape.
 pub(crate) fn sdk_attributes(
     attributes: &HashMap<String, AttributeValue>,
 ) -> HashMap<String, MessageAttributeValue> {
-    attributes
-        .iter()
-        .filter_map(|(name, value)| {
-            let builder = MessageAttributeValue::builder().data_type(value.data_type());
-            let builder = match value {
-                AttributeValue::Binary(bytes) => builder.binary_value(Blob::new(bytes.to_vec())),
-                other => builder.string_value(other.to_string_value()?),
-            };
-            Some((name.clone(), builder.build().ok()?))
-        })
-        .collect()
+    attributes_to_sdk(attributes, |data_type, value| {
+        let builder = MessageAttributeValue::builder().data_type(data_type);
+        match value {
+            WireValue::String(text) => builder.string_value(text),
+            WireValue::Binary(bytes) => builder.binary_value(Blob::new(bytes)),
+        }
+        .build()
+        .ok()
+    })
 }
 
 #[cfg(test)]

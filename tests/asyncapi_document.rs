@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use support::example;
+use support::{cli, example};
 
 /// The body of `UserUpdated.user`.
 #[derive(Deserialize, JsonSchema)]
@@ -402,22 +402,18 @@ fn declared_sent_messages_have_send_operations_on_their_destinations() {
 #[test]
 fn a_service_binary_prints_its_document() {
     let service = example::build("cli_service");
-    let mut command = std::process::Command::new(service);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("INIESTA_") && name != "INIESTA_TEST_ASYNCAPI_SCHEMA" {
-            command.env_remove(name);
-        }
-    }
-    let output = command
-        .args(["asyncapi", "--contract-version", "2.1.0"])
-        .env("INIESTA_SERVICE_NAME", "billing")
-        .env("INIESTA_ENVIRONMENT", "prod")
-        .env(
-            "INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN",
-            "arn:aws:sns:us-east-1:000000000000:global",
-        )
-        .output()
-        .expect("the service runs");
+    let output = cli::run_plain(
+        service,
+        &["asyncapi", "--contract-version", "2.1.0"],
+        &[
+            ("INIESTA_SERVICE_NAME", "billing"),
+            ("INIESTA_ENVIRONMENT", "prod"),
+            (
+                "INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN",
+                "arn:aws:sns:us-east-1:000000000000:global",
+            ),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let document: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");

@@ -4,21 +4,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use support::cli::{self, iniesta};
 use support::example;
 use support::sqs::{self, TestQueue, TestTopic};
 
 const FILTERS: &str = "UserUpdated.user, Order.*";
-
-fn iniesta() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| example::build_bin("iniesta")).clone()
-}
 
 /// A deployment as `check` wants it: a queue with a redrive policy to a DLQ, a 30 s
 /// visibility timeout, a policy letting the topic send, subscribed raw with the filter policy
@@ -129,17 +124,9 @@ async fn set_subscription(topic: &TestTopic, subscription: &str, name: &str, val
         .expect("SetSubscriptionAttributes");
 }
 
-/// Runs `binary check` with only the `INIESTA_*` settings of `env`.
+/// Runs `binary check` against moto with only the `INIESTA_*` settings of `env`.
 fn run_check(binary: &Path, env: &[(&str, &str)]) -> Output {
-    let mut command = std::process::Command::new(binary);
-    command.args(["check", "--endpoint-url", &sqs::endpoint()]);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("INIESTA_") {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().copied());
-    command.output().expect("iniesta runs")
+    cli::run(binary.to_owned(), &["check"], env)
 }
 
 fn report(output: &Output) -> String {

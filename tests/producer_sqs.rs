@@ -171,6 +171,10 @@ async fn on_fifo_a_failed_message_holds_back_the_rest_of_its_group() {
     );
     let held = results[2].as_ref().unwrap_err();
     assert!(held.is_retryable(), "{held}");
+    assert!(
+        held.to_string().contains("message 1 of its group failed"),
+        "{held}"
+    );
     let mut bodies: Vec<String> = queue
         .take(2)
         .await

@@ -308,6 +308,25 @@ mod tests {
     }
 
     #[test]
+    fn publish_default_holds_for_the_default_topic_or_nothing() {
+        let none = Context::new("h".into(), attempt(1), None, None, None);
+        let refused = none.publish_default(OutgoingMessage::new("E").body("{}"));
+        assert!(
+            matches!(refused, Err(EmitError::NoDefaultTopic)),
+            "{refused:?}"
+        );
+        assert!(none.take_emitted().is_empty());
+
+        let topic = "arn:aws:sns:us-east-1:000000000000:events";
+        let some = Context::new("h".into(), attempt(1), None, None, Some(topic.into()));
+        some.publish_default(OutgoingMessage::new("E").body("{}"))
+            .unwrap();
+        let held = some.take_emitted();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].0, Destination::Topic(topic.to_owned()));
+    }
+
+    #[test]
     fn final_attempt_needs_a_redrive_policy() {
         assert!(!Context::new("h".into(), attempt(5), None, None, None).is_final_attempt());
         assert!(!Context::new("h".into(), attempt(2), Some(3), None, None).is_final_attempt());

@@ -199,7 +199,7 @@ impl Outcomes {
             operation: self.operation,
             retryable: true,
             source: format!(
-                "not sent: message {first} of its group failed, and a FIFO group keeps its order"
+                "not sent (or not confirmed): message {first} of its group failed, and a FIFO group keeps its order"
             )
             .into(),
         };
@@ -542,6 +542,107 @@ mod tests {
             [Some("m-0"), None, None, Some("m-3")]
         );
         assert!(results[2].as_ref().is_err_and(TransportError::is_retryable));
+    }
+
+    /// `g0 h1 | g2 h3` in requests of two, on FIFO.
+    fn two_groups_in_two_requests() -> (Vec<OutgoingMessage>, Batching) {
+        let messages = ["g0", "h1", "g2", "h3"]
+            .map(|b| message(b, &b[..1]))
+            .to_vec();
+        let batching = Batching {
+            max_entries: 2,
+            ..FIFO
+        };
+        (messages, batching)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_fifo_a_message_sent_on_a_later_try_holds_nothing_back() {
+        let (messages, batching) = two_groups_in_two_requests();
+        let mut first = sent(&[1]);
+        first.failed("0", false, "InternalError", None);
+        let (results, asked) =
+            run(messages, batching, vec![first, sent(&[0]), sent(&[2, 3])]).await;
+        assert_eq!(asked, [vec!["g0", "h1"], vec!["g0"], vec!["g2", "h3"]]);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_fifo_a_message_failing_every_try_holds_back_its_group() {
+        let (messages, batching) = two_groups_in_two_requests();
+        let failing = |also_sent: &[usize]| {
+            let mut answer = sent(also_sent);
+            answer.failed("0", false, "InternalError", None);
+            answer
+        };
+        let answers = vec![failing(&[1]), failing(&[]), failing(&[]), sent(&[3])];
+        let (results, asked) = run(messages, batching, answers).await;
+        assert_eq!(
+            asked,
+            [vec!["g0", "h1"], vec!["g0"], vec!["g0"], vec!["h3"]]
+        );
+        assert_eq!(
+            message_ids(&results),
+            [None, Some("m-1"), None, Some("m-3")]
+        );
+        let held = results[2].as_ref().unwrap_err();
+        assert!(held.is_retryable(), "{held}");
+        assert!(
+            held.to_string().contains("message 0 of its group failed"),
+            "{held}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_fifo_a_failed_request_holds_back_its_groups_only() {
+        let messages = ["g0", "g1", "g2", "h3"]
+            .map(|b| message(b, &b[..1]))
+            .to_vec();
+        let batching = Batching {
+            max_entries: 2,
+            ..FIFO
+        };
+        let prepare = |message: OutgoingMessage| {
+            Ok(Prepared {
+                size: 1,
+                entry: String::from_utf8_lossy(message.body_bytes()).into_owned(),
+            })
+        };
+        let mut asked: Vec<Vec<String>> = Vec::new();
+        let results = send_all(
+            messages,
+            prepare,
+            batching,
+            |entries: Vec<(String, String)>| {
+                let first_request = asked.is_empty();
+                let mut answer = Answer::default();
+                for (id, _) in &entries {
+                    answer.sent(id, &format!("m-{id}"));
+                }
+                asked.push(entries.into_iter().map(|(_, body)| body).collect());
+                async move {
+                    if first_request {
+                        Err(TransportError::Service {
+                            operation: "Test",
+                            retryable: true,
+                            source: "connection refused".into(),
+                        })
+                    } else {
+                        Ok(answer)
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(asked, [vec!["g0", "g1"], vec!["h3"]]);
+        assert_eq!(message_ids(&results), [None, None, None, Some("m-3")]);
+        assert!(
+            results[2]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("message 0 of its group failed")
+        );
     }
 
     #[tokio::test(start_paused = true)]

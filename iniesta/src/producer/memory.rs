@@ -2,6 +2,7 @@
 //! recorded, for tests and the simulator.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Destination, Producer, ids, validate};
@@ -35,7 +36,7 @@ use crate::{OutgoingMessage, TransportError};
 /// assert!(producer.published("arn:aws:sns:us-east-1:000000000000:events").is_empty());
 /// # drop(app);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct MemoryProducer {
     queues: HashMap<String, MemoryQueue>,
     default_topic: Option<Arc<str>>,
@@ -44,6 +45,23 @@ pub struct MemoryProducer {
 
 /// What was published, by topic ARN, in order.
 type Topics = Mutex<HashMap<String, Vec<OutgoingMessage>>>;
+
+/// Queue names and how many messages each topic got: never the messages (bodies stay out of
+/// logs).
+impl fmt::Debug for MemoryProducer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        let published: HashMap<&str, usize> = topics
+            .iter()
+            .map(|(arn, messages)| (arn.as_str(), messages.len()))
+            .collect();
+        f.debug_struct("MemoryProducer")
+            .field("queues", &self.queues.keys().collect::<Vec<_>>())
+            .field("default_topic", &self.default_topic)
+            .field("published", &published)
+            .finish()
+    }
+}
 
 impl MemoryProducer {
     /// A producer that knows no queue yet.
@@ -109,7 +127,8 @@ struct MemoryTopic {
 impl MemoryTopic {
     fn record(&self, message: OutgoingMessage) -> Result<Published, TransportError> {
         validate::check(&message, ids::OURS)?;
-        validate::check_for_topic(&message, &self.arn, self.arn.ends_with(".fifo"))?;
+        let fifo = crate::transport::sns::limits::is_fifo_topic(&self.arn);
+        validate::check_for_topic(&message, &self.arn, fifo)?;
         let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
         let published = topics.entry(self.arn.clone()).or_default();
         published.push(message);

@@ -85,7 +85,8 @@ pub trait Producer: Send + Sync + 'static {
 
     /// The ARN of the topic [`Context::publish_default`](crate::Context::publish_default)
     /// publishes to, when there is one: [`SnsProducer`]'s is
-    /// `INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN`. None by default.
+    /// `INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN`. None by default: a producer wrapping another
+    /// must pass this on as it passes on [`publisher`](Self::publisher).
     fn default_topic(&self) -> Option<Arc<str>> {
         None
     }

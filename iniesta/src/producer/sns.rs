@@ -73,7 +73,7 @@ impl SnsProducer {
         SnsTopic {
             inner: Arc::new(TopicInner {
                 client: self.client.clone(),
-                fifo: arn.ends_with(".fifo"),
+                fifo: crate::transport::sns::limits::is_fifo_topic(&arn),
                 arn,
             }),
         }

@@ -65,8 +65,8 @@ stop_redis() {
     fi
 }
 
-# The official AsyncAPI 3.0.0 JSON schema, for tests/asyncapi.rs: from the npm package
-# @asyncapi/specs (cached in .ci/.cache), named in INIESTA_TEST_ASYNCAPI_SCHEMA.
+# The official AsyncAPI 3.0.0 JSON schema, for tests/asyncapi_document.rs: from the npm
+# package @asyncapi/specs (cached in .ci/.cache), named in INIESTA_TEST_ASYNCAPI_SCHEMA.
 ASYNCAPI_SPECS_VERSION=6.11.1
 ensure_asyncapi_schema() {
     [[ -n "${INIESTA_TEST_ASYNCAPI_SCHEMA:-}" && -f "$INIESTA_TEST_ASYNCAPI_SCHEMA" ]] && return 0

@@ -272,6 +272,13 @@ async fn a_queue_policy_passes_only_when_it_surely_lets_the_topic_send() {
     let output = deployment.check(&[]);
     assert_reports(&output, "skip", "queue policy", "check by hand");
     assert_reports(&output, "skip", "queue policy", "aws:SourceAccount");
+    assert!(
+        output.status.success(),
+        "a skip alone fails only with --strict"
+    );
+    let strict = cli::run(iniesta(), &["check", "--strict"], &deployment.env(&[]));
+    assert_eq!(strict.status.code(), Some(1), "{}", report(&strict));
+    assert_reports(&strict, "skip", "queue policy", "check by hand");
 }
 
 #[tokio::test]

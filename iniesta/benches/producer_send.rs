@@ -1,6 +1,6 @@
 //! Batch-send throughput against an SQS endpoint (moto in this repository): iniesta's
 //! `SqsQueue::send_batch` as a ratio to a raw aws-sdk-sqs loop of `SendMessageBatch` requests
-//! of ten, in paired rounds on one queue (which side goes first alternates). Both put the same
+//! of ten, in paired rounds, each side on a fresh queue (which side goes first alternates). Both put the same
 //! bytes on the wire: the body, the event key and the three id attributes iniesta adds (the raw
 //! loop makes its own ids), one request per ten messages, so the emulator does the same work
 //! for each and the ratio is iniesta's own cost: checking each message, building its ids and

@@ -58,8 +58,9 @@ pub enum Error {
     /// Installing a signal handler or another I/O step failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
-    /// Deployment checks (`iniesta check`) failed; each said what is wrong and how to fix it.
-    #[error("{failed} deployment check(s) failed")]
+    /// Deployment checks (`iniesta check`) failed (or, with `--strict`, were skipped); each
+    /// said what is wrong and how to fix it, or why it was skipped.
+    #[error("{failed} deployment check(s) failed or, with --strict, were skipped")]
     ChecksFailed {
         /// How many failed.
         failed: usize,

@@ -96,6 +96,9 @@
 //!
 //! - `sqs` (default): the AWS SQS transport.
 //! - `redis` (default): the Redis Redlock.
+//! - `sns`: publishing to SNS (`producer::SnsProducer`) and the subscription checks.
+//! - `sns-signature`: verifying SNS envelope signatures (`INIESTA_SNS_VERIFY_SIGNATURES`).
+//! - `cli`: the `iniesta` binary and `iniesta::cli` for a service's own binary.
 //! - `test-util`: [`TestClient::advance`](testing::TestClient::advance), which moves tokio's
 //!   paused clock.
 //! - `otlp`: export the delivery spans over OTLP from the default subscriber of [`run`] and

@@ -1,4 +1,5 @@
-//! The `iniesta` command line: send, publish, receive, filter-policy, handlers, redrive.
+//! The `iniesta` command line: send, publish, receive, filter-policy, handlers, check,
+//! redrive, asyncapi.
 //! See `iniesta --help` and [`iniesta::cli`].
 
 use std::process::ExitCode;

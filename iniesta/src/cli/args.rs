@@ -74,6 +74,10 @@ pub(crate) struct CheckArgs {
     /// (without either, the subscription checks are skipped).
     #[arg(long, value_name = "ARN")]
     pub(crate) topic_arn: Option<String>,
+    /// Exit non-zero when a check is skipped too (not applicable, or to be checked by hand):
+    /// for a pipeline that must see every check pass.
+    #[arg(long)]
+    pub(crate) strict: bool,
 }
 
 /// What every message sent or published takes.

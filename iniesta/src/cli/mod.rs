@@ -141,6 +141,7 @@ async fn execute(
                 #[cfg(feature = "sns")]
                 sns: aws::sns(&sdk, aws_args, config),
                 topic_arn: args::subscribed_topic(args.topic_arn.as_ref(), config),
+                strict: args.strict,
                 policy: check::wanted_policy(&builder, config)?,
                 handler_timeout: builder.consumer_config().handler_timeout,
                 config,

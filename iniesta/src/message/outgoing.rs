@@ -117,7 +117,7 @@ impl OutgoingMessage {
         self
     }
 
-    /// Sets the FIFO deduplication id (the body's hash when not set).
+    /// Sets the FIFO deduplication id (the message id, `iniesta_message_id`, when not set).
     pub fn deduplication_id(mut self, id: impl Into<String>) -> Self {
         self.deduplication_id = Some(id.into());
         self

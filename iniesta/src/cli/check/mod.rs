@@ -1,6 +1,6 @@
 //! `check`: is the deployment what the consumer needs? Each check passes, fails (saying what
-//! is wrong and how to fix it) or is skipped (saying why); any failure makes the command exit
-//! non-zero.
+//! is wrong and how to fix it) or is skipped (saying why: not applicable, or to be checked by
+//! hand); any failure makes the command exit non-zero, and with `--strict` any skip too.
 
 mod lock;
 mod policy;
@@ -79,6 +79,8 @@ pub(super) struct Inputs<'a> {
     #[cfg(feature = "sns")]
     pub(super) sns: aws_sdk_sns::Client,
     pub(super) topic_arn: Option<String>,
+    /// `--strict`: a skipped check fails the command too.
+    pub(super) strict: bool,
     /// `None`: every event is wanted (a fallback handler).
     #[cfg_attr(
         not(feature = "sns"),
@@ -111,25 +113,23 @@ pub(super) async fn run(inputs: Inputs<'_>) -> Result<()> {
     let queue = queue::check(&inputs, &mut findings).await;
     subscription::check(&inputs, queue.as_ref(), &mut findings).await;
     lock::check(inputs.config, &mut findings);
-    let failed = findings
-        .iter()
-        .filter(|f| matches!(f.verdict, Verdict::Fail { .. }))
-        .count();
+    let count =
+        |verdict: fn(&Verdict) -> bool| findings.iter().filter(|f| verdict(&f.verdict)).count();
+    let failed = count(|v| matches!(v, Verdict::Fail { .. }));
+    let skipped = count(|v| matches!(v, Verdict::Skip(_)));
     for finding in &findings {
         println!("{finding}");
     }
     println!(
-        "{} checks: {} passed, {failed} failed, {} skipped",
+        "{} checks: {} passed, {failed} failed, {skipped} skipped",
         findings.len(),
-        findings
-            .iter()
-            .filter(|f| matches!(f.verdict, Verdict::Pass(_)))
-            .count(),
-        findings
-            .iter()
-            .filter(|f| matches!(f.verdict, Verdict::Skip(_)))
-            .count(),
+        count(|v| matches!(v, Verdict::Pass(_))),
     );
+    let failed = if inputs.strict {
+        failed + skipped
+    } else {
+        failed
+    };
     if failed > 0 {
         return Err(Error::ChecksFailed { failed });
     }

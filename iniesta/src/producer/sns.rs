@@ -223,8 +223,7 @@ impl SnsTopic {
         let inner = &self.inner;
         ids::stamp(&mut message, inner.fifo);
         validate::check(&message, ids::OURS)?;
-        validate::check_for_topic(&message, &inner.arn, inner.fifo)?;
-        let size = validate::size(&message);
+        let size = validate::check_for_topic(&message, &inner.arn, inner.fifo)?;
         let body = String::from_utf8(message.body.to_vec()).expect("checked: the body is text");
         let entry = PublishBatchRequestEntry::builder()
             .message(body)

@@ -171,12 +171,12 @@ pub(crate) fn check_for(message: &OutgoingMessage, rules: Rules<'_>) -> Result<(
 }
 
 /// Checks what depends on the SNS topic `arn` (FIFO when `fifo`): SNS's size limit, no
-/// delay, and a FIFO group.
+/// delay, and a FIFO group. Returns the message's [`size`], which the batch split needs.
 pub(crate) fn check_for_topic(
     message: &OutgoingMessage,
     arn: &str,
     fifo: bool,
-) -> Result<(), InvalidMessage> {
+) -> Result<usize, InvalidMessage> {
     let size = size(message);
     if size > MAX_TOPIC_MESSAGE_SIZE {
         return Err(InvalidMessage::TooLarge {
@@ -192,7 +192,7 @@ pub(crate) fn check_for_topic(
             queue: arn.to_owned(),
         });
     }
-    Ok(())
+    Ok(size)
 }
 
 /// What SQS and SNS count against the size limit: the body, and each attribute's name, data
@@ -459,7 +459,10 @@ mod tests {
     #[test]
     fn topics_take_no_delay_and_a_fifo_topic_needs_a_group() {
         let arn = "arn:aws:sns:us-east-1:000000000000:t.fifo";
-        assert_eq!(check_for_topic(&message(), arn, false), Ok(()));
+        assert_eq!(
+            check_for_topic(&message(), arn, false),
+            Ok(size(&message()))
+        );
         assert_eq!(
             check_for_topic(&message().delay(Duration::from_secs(1)), arn, false),
             Err(InvalidMessage::DelayOnTopic)
@@ -468,7 +471,8 @@ mod tests {
             check_for_topic(&message(), arn, true),
             Err(InvalidMessage::MissingGroupId { .. })
         ));
-        assert_eq!(check_for_topic(&message().group_id("g"), arn, true), Ok(()));
+        let grouped = message().group_id("g");
+        assert_eq!(check_for_topic(&grouped, arn, true), Ok(size(&grouped)));
         let large = message().body("x".repeat(256 * 1024));
         assert!(matches!(
             check_for_topic(&large, arn, false),

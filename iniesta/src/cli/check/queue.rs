@@ -113,18 +113,10 @@ async fn redrive(
         Ok(found) => found,
         Err(finding) => return finding,
     };
-    // The lookup goes to the ARN's region and account, not to a same-named queue that
-    // happens to be where the client points.
-    let mut client = inputs.sqs.clone();
-    if client.config().region().map(|r| r.as_ref()) != Some(dlq.region.as_str()) {
-        let config = client
-            .config()
-            .to_builder()
-            .region(aws_sdk_sqs::config::Region::new(dlq.region.clone()))
-            .build();
-        client = aws_sdk_sqs::Client::from_conf(config);
-    }
-    let found = client
+    // The lookup names the ARN's account, not a same-named queue of the caller's; its region
+    // is the queue's (`dead_letter_target` refuses another), where the client already points.
+    let found = inputs
+        .sqs
         .get_queue_url()
         .queue_name(&dlq.name)
         .queue_owner_aws_account_id(&dlq.account)

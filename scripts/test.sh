@@ -10,7 +10,9 @@
 # It makes sure Redis answers on 127.0.0.1:6379 (starting one if not), installs moto into
 # .ci/.cache/moto-venv (cached between runs), starts moto on a free loopback port, exports
 # INIESTA_TEST_SQS_ENDPOINT and static AWS test credentials, fetches the AsyncAPI schema
-# (INIESTA_TEST_ASYNCAPI_SCHEMA), and stops what it started on exit.
+# (INIESTA_TEST_ASYNCAPI_SCHEMA), makes sure PostgreSQL answers on 127.0.0.1:5432 and creates a
+# fresh database for the run (INIESTA_TEST_DATABASE_URL), and stops and drops what it started
+# on exit.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,9 +87,45 @@ ensure_asyncapi_schema() {
     export INIESTA_TEST_ASYNCAPI_SCHEMA="$schema"
 }
 
+# PostgreSQL for the inbox and outbox tests: it must answer on 127.0.0.1:5432 (started with
+# the machine's own command if not); each run gets a fresh database, dropped on exit, named
+# in INIESTA_TEST_DATABASE_URL.
+PG_HOST=127.0.0.1
+PG_PORT=5432
+PG_START='pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start'
+TEST_DATABASE=""
+pg() {
+    psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtAc "$1"
+}
+ensure_postgres() {
+    command -v psql >/dev/null ||
+        fail "psql is not installed (the test command creates its database with it): apt-get install postgresql-client"
+    if ! pg 'SELECT 1' >/dev/null 2>&1; then
+        echo "PostgreSQL does not answer on $PG_HOST:$PG_PORT: starting it with: $PG_START" >&2
+        bash -c "$PG_START" >&2 ||
+            fail "PostgreSQL is not running on $PG_HOST:$PG_PORT and '$PG_START' failed: start it, trust auth for user postgres"
+        for _ in $(seq 1 50); do
+            pg 'SELECT 1' >/dev/null 2>&1 && break
+            sleep 0.2
+        done
+        pg 'SELECT 1' >/dev/null 2>&1 ||
+            fail "PostgreSQL did not answer on $PG_HOST:$PG_PORT within 10 s after: $PG_START"
+    fi
+    TEST_DATABASE="iniesta_test_$(date +%s)_$$"
+    pg "CREATE DATABASE $TEST_DATABASE" ||
+        fail "could not create the test database $TEST_DATABASE on $PG_HOST:$PG_PORT as user postgres"
+    export INIESTA_TEST_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$TEST_DATABASE"
+    echo "test database: $INIESTA_TEST_DATABASE_URL" >&2
+}
+drop_test_database() {
+    [[ -n "$TEST_DATABASE" && -z "${KEEP_DATABASE:-}" ]] || return 0
+    pg "DROP DATABASE IF EXISTS $TEST_DATABASE WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
 cleanup() {
     moto_stop
     stop_redis
+    drop_test_database
 }
 
 command -v cargo >/dev/null || fail "cargo is not installed: https://rustup.rs"
@@ -100,6 +138,7 @@ mkdir -p "$ROOT/.ci/.cache"
 
 trap cleanup EXIT
 ensure_redis
+ensure_postgres
 ensure_asyncapi_schema
 moto_install
 moto_start
@@ -113,6 +152,8 @@ if [[ -z "${QUICK:-}" ]]; then
     step cargo fmt --all -- --check
     step cargo clippy --workspace --all-targets --all-features -- -D warnings
     step cargo clippy -p iniesta --all-targets --no-default-features --features cli,sns -- -D warnings
+    # The inbox and outbox without SQS: a database-only build compiles on its own.
+    step cargo clippy -p iniesta --no-default-features --features postgres -- -D warnings
 fi
 step cargo test --workspace --all-features "$@"
 if [[ $# -eq 0 ]]; then

@@ -52,6 +52,9 @@ struct Inner {
     cancel: Notify,
     lock_lost: AtomicBool,
     lost: Notify,
+    /// The delivery's database transaction while no [`Tx`](crate::Tx) holds it.
+    #[cfg(feature = "postgres")]
+    transaction: crate::postgres::TxSlot,
 }
 
 impl Context {
@@ -75,6 +78,8 @@ impl Context {
                 cancel: Notify::const_new(),
                 lock_lost: AtomicBool::new(false),
                 lost: Notify::const_new(),
+                #[cfg(feature = "postgres")]
+                transaction: crate::postgres::TxSlot::default(),
             }),
         }
     }
@@ -148,7 +153,10 @@ impl Context {
     /// on and names it as the cause, and its own id is derived from the handled message and
     /// its place among this handler's sends, so a run again after a failure sends the same
     /// ids (see [`producer`](crate::producer)). The sends happen before the handled message
-    /// is acked; if one fails, the delivery fails and is retried.
+    /// is acked; if one fails, the delivery fails and is retried. A handler that takes a
+    /// `Tx` (feature `postgres`) writes them to the outbox in its transaction instead, and the
+    /// relay sends them once it commits: the queue's own checks (size limit, FIFO group) then
+    /// happen at the relay, which retries a refused row with backoff and logs why.
     ///
     /// # Errors
     ///
@@ -179,9 +187,12 @@ impl Context {
         message: OutgoingMessage,
     ) -> Result<(), EmitError> {
         let inner = &self.inner;
-        inner
-            .emitted
-            .hold(&inner.message, Destination::Queue(queue.into()), message)
+        inner.emitted.hold(
+            &inner.message,
+            &inner.handler,
+            Destination::Queue(queue.into()),
+            message,
+        )
     }
 
     /// Publishes `message` to the SNS topic `topic_arn` once the handler has succeeded, as
@@ -200,6 +211,7 @@ impl Context {
         let inner = &self.inner;
         inner.emitted.hold(
             &inner.message,
+            &inner.handler,
             Destination::Topic(topic_arn.into()),
             message,
         )
@@ -241,6 +253,12 @@ impl Context {
     /// refused.
     pub(crate) fn take_emitted(&self) -> Vec<(Destination, OutgoingMessage)> {
         self.inner.emitted.take()
+    }
+
+    /// Where the delivery's transaction waits for its [`Tx`](crate::Tx), and comes back to.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn transaction(&self) -> &crate::postgres::TxSlot {
+        &self.inner.transaction
     }
 
     pub(crate) fn cancel(&self) {

@@ -58,6 +58,10 @@ pub enum Error {
     /// Installing a signal handler or another I/O step failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The database of the inbox and outbox (feature `postgres`) could not be reached,
+    /// migrated or used.
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
     /// Deployment checks (`iniesta check`) failed (or, with `--strict`, were skipped); each
     /// said what is wrong and how to fix it, or why it was skipped.
     #[error("{failed} deployment check(s) failed or, with --strict, were skipped")]
@@ -65,6 +69,25 @@ pub enum Error {
         /// How many failed.
         failed: usize,
     },
+}
+
+/// A database step that failed: what iniesta was doing, and the driver's error.
+#[derive(Debug, thiserror::Error)]
+#[error("database: {context}")]
+pub struct DatabaseError {
+    context: String,
+    #[source]
+    source: BoxError,
+}
+
+impl DatabaseError {
+    /// What was being done (`cannot connect to postgres://...`) and why it failed.
+    pub fn new(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        DatabaseError {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// A bad setting, named by the variable or builder method it came from.
@@ -154,6 +177,7 @@ impl Error {
                 .field("column", column)
                 .finish(),
             Error::Io(e) => f.debug_tuple("Io").field(e).finish(),
+            Error::Database(e) => f.debug_tuple("Database").field(e).finish(),
             Error::ChecksFailed { failed } => f
                 .debug_struct("ChecksFailed")
                 .field("failed", failed)

@@ -101,6 +101,9 @@
 //! - `cli`: the `iniesta` binary and `iniesta::cli` for a service's own binary.
 //! - `test-util`: [`TestClient::advance`](testing::TestClient::advance), which moves tokio's
 //!   paused clock.
+//! - `postgres`: the transactional inbox and outbox on PostgreSQL ([`postgres`]): handlers
+//!   that take a [`Tx`] commit their writes, the inbox row and their follow-up
+//!   messages together.
 //! - `otlp`: export the delivery spans over OTLP from the default subscriber of [`run`] and
 //!   [`App::from_env`], configured by the standard `OTEL_*` variables (see [`trace`]). Trace
 //!   context propagation works without it.
@@ -130,6 +133,8 @@ pub mod config;
 pub mod dead_letter;
 pub mod lock;
 pub mod middleware;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod producer;
 pub mod subscription;
 pub mod testing;
@@ -144,7 +149,8 @@ pub use app::{App, AppBuilder, HandlerInfo, RunningApp, run};
 pub use context::Context;
 pub use dead_letter::{Permanent, PermanentExt, permanent};
 pub use error::{
-    BoxError, ConfigError, Error, Location, LockError, RegistryError, Result, TransportError,
+    BoxError, ConfigError, DatabaseError, Error, Location, LockError, RegistryError, Result,
+    TransportError,
 };
 pub use handler::{BoxFuture, BoxedHandler, FromMessage, Handler, IntoHandlerResult, Json, State};
 pub use message::{
@@ -153,8 +159,14 @@ pub use message::{
 };
 pub use metrics::MetricsSnapshot;
 pub use pipeline::{Outcome, PauseReason, Report};
+#[cfg(feature = "postgres")]
+pub use postgres::Tx;
 /// The `schemars` that payload schemas of the [`asyncapi`] document are written with.
 pub use schemars;
+/// The `sqlx` that [`Tx`] and [`postgres::Outbox`] take connections of (feature `postgres`):
+/// use it, or the same major version, in your own code.
+#[cfg(feature = "postgres")]
+pub use sqlx;
 pub use state::States;
 pub use transport::sns::SnsNotification;
 pub use transport::{SqsDetails, SystemAttributes};

@@ -10,6 +10,7 @@ pub mod example;
 pub mod http;
 pub mod lock;
 pub mod logs;
+pub mod postgres;
 pub mod redis;
 pub mod soak;
 pub mod sqs;

@@ -553,25 +553,44 @@ impl TestTopic {
     }
 }
 
-/// A TCP proxy in front of moto that can be cut and restored, to simulate SQS becoming
-/// unreachable (connection refused) and coming back on the same address.
+/// A TCP proxy in front of moto (or another server) that can be cut and restored, to simulate
+/// SQS (or PostgreSQL) becoming unreachable (connection refused) and coming back on the same
+/// address.
 #[derive(Debug)]
 pub struct Proxy {
     port: u16,
+    upstream: String,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Proxy {
     /// Starts a proxy on a free loopback port, forwarding to moto.
     pub async fn start() -> Proxy {
+        let upstream = endpoint();
+        let upstream = upstream
+            .split_once("://")
+            .map_or(upstream.as_str(), |(_, rest)| rest)
+            .trim_end_matches('/')
+            .to_owned();
+        Proxy::start_to(upstream).await
+    }
+
+    /// Starts a proxy on a free loopback port, forwarding to `upstream` (`host:port`).
+    pub async fn start_to(upstream: String) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let port = listener.local_addr().unwrap().port();
         Proxy {
             port,
-            task: Some(tokio::spawn(forward(listener))),
+            upstream: upstream.clone(),
+            task: Some(tokio::spawn(forward(listener, upstream))),
         }
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `http://127.0.0.1:{port}`.
@@ -593,7 +612,7 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
             .expect("the proxy's port is free again");
-        self.task = Some(tokio::spawn(forward(listener)));
+        self.task = Some(tokio::spawn(forward(listener, self.upstream.clone())));
     }
 }
 
@@ -605,14 +624,8 @@ impl Drop for Proxy {
     }
 }
 
-/// Accepts connections and pipes each to moto; aborting it drops every connection.
-async fn forward(listener: tokio::net::TcpListener) {
-    let upstream = endpoint();
-    let upstream = upstream
-        .split_once("://")
-        .map_or(upstream.as_str(), |(_, rest)| rest)
-        .trim_end_matches('/')
-        .to_owned();
+/// Accepts connections and pipes each to `upstream`; aborting it drops every connection.
+async fn forward(listener: tokio::net::TcpListener, upstream: String) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {

@@ -68,6 +68,9 @@ pub struct AppBuilder {
     per_handler: PerHandler,
     /// Declared for the AsyncAPI document only.
     sent: Vec<crate::asyncapi::SentMessage>,
+    /// The inbox and outbox's database.
+    #[cfg(feature = "postgres")]
+    database: Option<crate::postgres::Database>,
 }
 
 enum LockChoice {
@@ -93,6 +96,8 @@ impl Default for AppBuilder {
             dead_letter_after_receives: None,
             per_handler: PerHandler::default(),
             sent: Vec::new(),
+            #[cfg(feature = "postgres")]
+            database: None,
         }
     }
 }
@@ -263,6 +268,22 @@ impl AppBuilder {
     /// consumer's client), a [`MemoryProducer`](crate::producer::MemoryProducer), or yours.
     pub fn producer(mut self, producer: impl Producer) -> Self {
         self.producer = Some(Arc::new(producer));
+        self
+    }
+
+    /// The database of the transactional inbox and outbox (feature `postgres`): handlers that
+    /// take a [`Tx`](crate::Tx) run in a transaction on it, and with
+    /// [`DatabaseConfig::outbox_relay`](crate::config::DatabaseConfig::outbox_relay) the app
+    /// runs the outbox relay, sending through its [`producer`](Self::producer).
+    /// [`App::from_env`] sets it from `INIESTA_DATABASE_URL`.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails when a handler takes a `Tx` and no database is set, or
+    /// the relay is asked for without a producer.
+    #[cfg(feature = "postgres")]
+    pub fn database(mut self, database: crate::postgres::Database) -> Self {
+        self.database = Some(database);
         self
     }
 
@@ -453,6 +474,8 @@ impl AppBuilder {
         for line in router.describe() {
             tracing::debug!(route = %line, "route");
         }
+        #[cfg(feature = "postgres")]
+        let database = check_database(self.database, &router, self.producer.is_some())?;
         let metrics = Arc::new(Metrics::new(&capabilities.name, registry));
         let breaker = Breaker::new(self.consumer.circuit_breaker, Arc::clone(&metrics));
         Ok(Pipeline {
@@ -467,6 +490,8 @@ impl AppBuilder {
             metrics,
             dead_letters,
             producer: self.producer,
+            #[cfg(feature = "postgres")]
+            database,
             in_flight: Arc::default(),
             pause: Arc::default(),
             breaker,
@@ -475,6 +500,36 @@ impl AppBuilder {
             hard_stop: CancellationToken::new(),
         })
     }
+}
+
+/// The database the pipeline runs `Tx` handlers with: refused when a handler takes a `Tx`
+/// and there is none, or the relay has nothing to send through.
+#[cfg(feature = "postgres")]
+fn check_database(
+    database: Option<crate::postgres::Database>,
+    router: &Router,
+    has_producer: bool,
+) -> Result<Option<Arc<crate::postgres::DeliveryDatabase>>, ConfigError> {
+    let Some(database) = database else {
+        if let Some(route) = router.routes().iter().find(|r| r.transactional) {
+            return Err(ConfigError::Missing {
+                what: format!(
+                    "the database of the inbox (handler `{}` at {}:{} takes a Tx)",
+                    route.location.name, route.location.file, route.location.line
+                ),
+                variables: "INIESTA_DATABASE_URL (AppBuilder::database)".into(),
+            });
+        }
+        return Ok(None);
+    };
+    if database.config().outbox_relay && !has_producer {
+        return Err(ConfigError::Conflict(
+            "the outbox relay is on (INIESTA_OUTBOX_RELAY) but the app has no producer to send through: set one with AppBuilder::producer (App::from_env sets up SQS's)".into(),
+        ));
+    }
+    Ok(Some(Arc::new(crate::postgres::DeliveryDatabase::new(
+        database,
+    ))))
 }
 
 /// Refuses settings the broker cannot honour, rather than pretending.

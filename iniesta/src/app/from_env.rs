@@ -89,7 +89,8 @@ impl App {
     ///
     /// A missing or bad setting (naming the variable), a queue that does not exist (naming
     /// queue, region and endpoint), denied access, or SQS still unreachable when the startup
-    /// timeout runs out; the lock servers failing to connect.
+    /// timeout runs out; the lock servers failing to connect; the database (`INIESTA_DATABASE_URL`)
+    /// unreachable or without its tables (see [`postgres`](crate::postgres)).
     pub async fn from_env() -> Result<AppBuilder> {
         App::from_config_with_logs(Config::from_env()?).await
     }
@@ -132,6 +133,15 @@ impl App {
             .set_lock_arc(lock);
         let builder = match producer {
             Some(producer) => builder.producer(producer),
+            None => builder,
+        };
+        #[cfg(feature = "postgres")]
+        let builder = match &config.database.url {
+            Some(_) => {
+                // One connection per handler slot, one for the relay, one for its LISTEN.
+                let size = u32::try_from(config.consumer.concurrency + 2).unwrap_or(u32::MAX);
+                builder.database(crate::postgres::Database::connect(&config.database, size).await?)
+            }
             None => builder,
         };
         Ok(match dead_letter {

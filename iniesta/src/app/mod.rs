@@ -3,6 +3,8 @@
 mod builder;
 mod from_env;
 mod logging;
+#[cfg(all(feature = "cli", feature = "postgres"))]
+pub(crate) use logging::install_default;
 
 use std::fmt;
 use std::future::Future;
@@ -195,7 +197,11 @@ async fn serve_and_run(
         Some(listener) => listener.start(Arc::clone(&pipeline)),
         None => crate::ops::sample_periodically(Arc::clone(&pipeline)),
     };
+    #[cfg(feature = "postgres")]
+    let database_tasks = crate::postgres::Background::start(&pipeline);
     let result = pipeline.run().await;
+    #[cfg(feature = "postgres")]
+    database_tasks.stop().await;
     serving.stop().await;
     // The last spans leave before the process does, however the app was run.
     crate::trace::flush().await;
@@ -203,7 +209,7 @@ async fn serve_and_run(
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+pub(crate) fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     Ok(async move {

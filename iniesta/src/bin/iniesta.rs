@@ -1,5 +1,5 @@
 //! The `iniesta` command line: send, publish, receive, filter-policy, handlers, check,
-//! redrive, asyncapi.
+//! redrive, asyncapi, db migrate, outbox relay (the last two with the `postgres` feature).
 //! See `iniesta --help` and [`iniesta::cli`].
 
 use std::process::ExitCode;

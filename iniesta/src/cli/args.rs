@@ -52,6 +52,30 @@ pub(crate) enum Command {
     /// Print the AsyncAPI 3.0 document of this binary's handlers and declared sent messages
     /// (JSON).
     Asyncapi(AsyncApiArgs),
+    /// The transactional inbox and outbox's database (INIESTA_DATABASE_URL).
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// The transactional outbox (INIESTA_DATABASE_URL).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+/// `iniesta db ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbCommand {
+    /// Create the inbox and outbox tables: apply the migrations not yet applied
+    /// (INIESTA_DATABASE_SCHEMA, INIESTA_DATABASE_INBOX_TABLE, INIESTA_DATABASE_OUTBOX_TABLE).
+    /// Prints {"applied": [...]}, empty when nothing was pending.
+    Migrate,
+}
+
+/// `iniesta outbox ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum OutboxCommand {
+    /// Send the outbox's committed messages to their SQS queues and SNS topics, in order per
+    /// aggregate, until SIGINT or SIGTERM (INIESTA_OUTBOX_BATCH_SIZE,
+    /// INIESTA_OUTBOX_POLL_INTERVAL, INIESTA_OUTBOX_RETENTION). Several may run at once.
+    Relay,
 }
 
 #[derive(Debug, Args)]

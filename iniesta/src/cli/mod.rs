@@ -10,13 +10,18 @@
 //! iniesta check [--topic-arn ARN]
 //! iniesta redrive [--from DLQ] [--to QUEUE] [--max N]
 //! iniesta asyncapi [--title NAME] [--contract-version V] [--topic-arn ARN]
+//! iniesta db migrate
+//! iniesta outbox relay
 //! ```
 //!
 //! Every command reads the same `INIESTA_*` variables as [`iniesta::run`](crate::run)
 //! ([`Config::from_env`]); `--endpoint-url`, `--region` and `--profile` take precedence over
 //! them and the AWS defaults. `send` and `publish` print `{"message_id": ...}`; `receive`
 //! prints one JSON object per message (bodies included: that is what it is for) and leaves the
-//! messages visible.
+//! messages visible. `db migrate` creates the transactional inbox and outbox's tables and
+//! `outbox relay` sends the outbox's messages until SIGINT or SIGTERM (feature `postgres`, see
+//! [`postgres`](crate::postgres)); both read `INIESTA_DATABASE_URL` and the other
+//! [`DatabaseConfig`](crate::config::DatabaseConfig) variables.
 //!
 //! In a service's binary, [`run`] is a drop-in for `iniesta::run()`: with no command it
 //! consumes, and `handlers`, `filter-policy`, `check` and `asyncapi` describe that binary's
@@ -38,14 +43,18 @@
 mod args;
 mod aws;
 mod check;
+#[cfg(feature = "postgres")]
+mod db;
 mod inspect;
 mod produce;
+#[cfg(feature = "postgres")]
+mod relay;
 
 use clap::Parser as _;
 
 use crate::config::Config;
 use crate::{App, AppBuilder, Result};
-use args::{Cli, Command};
+use args::{Cli, Command, DbCommand, OutboxCommand};
 
 /// Runs the command on the command line; with none, consumes exactly as
 /// [`iniesta::run`](crate::run) does, with the handlers this binary registered.
@@ -103,7 +112,7 @@ pub async fn run_tool() -> Result<()> {
         Cli::command()
             .error(
                 clap::error::ErrorKind::MissingSubcommand,
-                "a command is required: send, publish, receive, filter-policy, handlers, check, redrive or asyncapi",
+                "a command is required: send, publish, receive, filter-policy, handlers, check, redrive, asyncapi, db or outbox",
             )
             .exit();
     };
@@ -167,7 +176,37 @@ async fn execute(
             println!("{}", serde_json::json!({ "moved": moved }));
             Ok(())
         }
+        Command::Db(DbCommand::Migrate) => migrate(config).await,
+        Command::Outbox(OutboxCommand::Relay) => relay(aws_args, config).await,
     }
+}
+
+#[cfg(feature = "postgres")]
+async fn migrate(config: &Config) -> Result<()> {
+    db::migrate(config).await
+}
+
+#[cfg(feature = "postgres")]
+async fn relay(aws_args: &args::AwsArgs, config: &Config) -> Result<()> {
+    relay::run(aws_args, config).await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn migrate(_: &Config) -> Result<()> {
+    Err(without_postgres("db migrate"))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn relay(_: &args::AwsArgs, _: &Config) -> Result<()> {
+    Err(without_postgres("outbox relay"))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn without_postgres(command: &str) -> crate::Error {
+    crate::ConfigError::Conflict(format!(
+        "`{command}` needs iniesta's `postgres` feature: this binary was built without it"
+    ))
+    .into()
 }
 
 #[cfg(feature = "sns")]

@@ -47,11 +47,13 @@
 //! | `INIESTA_SNS_PRODUCER_GLOBAL_TOPIC_ARN` | none | the topic published to when none is named |
 //! | `INIESTA_SNS_ENDPOINT_URL` | `AWS_ENDPOINT_URL_SNS`, `INIESTA_SQS_ENDPOINT_URL` | SNS endpoint |
 //! | `INIESTA_SQS_CONSUMER_FILTERS` | the handlers' keys | comma-separated keys and `Prefix*` patterns the queue's subscription lets through ([`FilterPolicy`](crate::subscription::FilterPolicy)) |
+//! | `INIESTA_DATABASE_URL`, `INIESTA_DATABASE_*`, `INIESTA_OUTBOX_*`, `INIESTA_INBOX_RETENTION` | off | the transactional inbox and outbox ([`DatabaseConfig`]) |
 //!
 //! Durations take [`humantime`](https://docs.rs/humantime) spans (`250ms`, `10s`, `1m30s`,
 //! `1h`) or a bare number of seconds (`1.5`).
 
 mod breaker;
+mod database;
 mod dead_letter;
 mod env;
 #[cfg(feature = "cli")]
@@ -74,6 +76,12 @@ use env::Env;
 pub use log_format::LogFormat;
 
 pub use breaker::CircuitBreaker;
+#[cfg(feature = "postgres")]
+pub(crate) use database::is_plain_identifier;
+pub use database::{
+    DEFAULT_OUTBOX_BATCH_SIZE, DEFAULT_OUTBOX_POLL_INTERVAL, DEFAULT_OUTBOX_RETENTION,
+    DatabaseConfig,
+};
 pub use dead_letter::DeadLetterConfig;
 pub use lock::LockConfig;
 pub use ops::OpsConfig;
@@ -106,6 +114,8 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     /// SNS: the producer's topic, the subscription's filters.
     pub sns: SnsConfig,
+    /// The transactional inbox and outbox's database (feature `postgres`).
+    pub database: DatabaseConfig,
 }
 
 impl Config {
@@ -132,6 +142,7 @@ impl Config {
         let ops = OpsConfig::read(&env)?;
         let dead_letter = DeadLetterConfig::read(&env)?;
         let sns = SnsConfig::read(&env)?;
+        let database = DatabaseConfig::read(&env)?;
         Ok(Config {
             consumer,
             sqs,
@@ -140,6 +151,7 @@ impl Config {
             ops,
             dead_letter,
             sns,
+            database,
         })
     }
 }
@@ -339,21 +351,24 @@ pub(crate) fn redact_urls(list: &str) -> String {
         .join(",")
 }
 
-/// A URL with its password replaced: `redis://user:secret@host` becomes `redis://user:***@host`.
-#[cfg_attr(
-    not(feature = "redis"),
-    allow(dead_code, reason = "only Redis URLs carry passwords")
-)]
+/// A URL with its password replaced: `redis://user:secret@host` becomes `redis://user:***@host`,
+/// and a query that may carry one (`postgres://host/db?password=secret`, `sslpassword=`) becomes
+/// `?***`.
 pub(crate) fn redact_url(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((base, query)) if query.to_ascii_lowercase().contains("password") => (base, "?***"),
+        Some((base, _)) => (base, &url[base.len()..]),
+        None => (url, ""),
+    };
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return format!("{url}{query}");
     };
     let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+        return format!("{url}{query}");
     };
     match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => format!("{scheme}://***@{host}"),
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}{query}"),
+        None => format!("{scheme}://***@{host}{query}"),
     }
 }
 

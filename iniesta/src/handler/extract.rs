@@ -56,6 +56,14 @@ pub trait FromMessage: Sized + Send + 'static {
         let _ = states;
         Ok(())
     }
+
+    /// Whether the argument is the delivery's database transaction
+    /// ([`Tx`](crate::postgres::Tx)): a handler that takes one runs with the inbox. Only
+    /// iniesta's `Tx` says yes.
+    #[doc(hidden)]
+    fn uses_transaction() -> bool {
+        false
+    }
 }
 
 impl FromMessage for Message {

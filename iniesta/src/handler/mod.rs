@@ -66,6 +66,10 @@ pub trait Handler<T>: Clone + Send + Sync + Sized + 'static {
     ///
     /// The type name of the missing state.
     fn check(states: &States) -> Result<(), &'static str>;
+
+    /// Whether an argument is the delivery's database transaction (feature `postgres`).
+    #[doc(hidden)]
+    fn uses_transaction() -> bool;
 }
 
 macro_rules! impl_handler {
@@ -94,6 +98,10 @@ macro_rules! impl_handler {
                 $($arg::check(states)?;)*
                 Ok(())
             }
+
+            fn uses_transaction() -> bool {
+                false $(|| $arg::uses_transaction())*
+            }
         }
     };
 }
@@ -120,6 +128,7 @@ trait ErasedHandler: Send + Sync {
         states: &States,
     ) -> BoxFuture<'static, Result<(), BoxError>>;
     fn check(&self, states: &States) -> Result<(), &'static str>;
+    fn uses_transaction(&self) -> bool;
 }
 
 struct Erased<H, T> {
@@ -140,6 +149,10 @@ impl<H: Handler<T>, T: 'static> ErasedHandler for Erased<H, T> {
 
     fn check(&self, states: &States) -> Result<(), &'static str> {
         H::check(states)
+    }
+
+    fn uses_transaction(&self) -> bool {
+        H::uses_transaction()
     }
 }
 
@@ -163,6 +176,11 @@ impl BoxedHandler {
 
     pub(crate) fn check(&self, states: &States) -> Result<(), &'static str> {
         self.0.check(states)
+    }
+
+    /// Whether the handler takes the delivery's database transaction.
+    pub(crate) fn uses_transaction(&self) -> bool {
+        self.0.uses_transaction()
     }
 }
 

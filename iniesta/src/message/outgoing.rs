@@ -28,6 +28,8 @@ pub struct OutgoingMessage {
     pub(crate) group_id: Option<String>,
     pub(crate) deduplication_id: Option<String>,
     pub(crate) delay: Duration,
+    /// What the message is about, for the outbox's order (not sent).
+    pub(crate) aggregate_id: Option<String>,
 }
 
 impl OutgoingMessage {
@@ -117,6 +119,18 @@ impl OutgoingMessage {
         self
     }
 
+    /// Sets the aggregate the message is about (an order's id, say), for the transactional
+    /// outbox (feature `postgres`): its relay sends the messages of one aggregate in the order
+    /// they were written, and on a FIFO queue uses the aggregate as the message group unless
+    /// [`group_id`](Self::group_id) is set. Not sent as an attribute. Without it, a FIFO
+    /// message's group id is its aggregate in the outbox. The order is the order rows were
+    /// written in, not committed in: when two transactions may write messages of one
+    /// aggregate at once, serialise them (lock the aggregate's row, as its update does).
+    pub fn aggregate_id(mut self, id: impl Into<String>) -> Self {
+        self.aggregate_id = Some(id.into());
+        self
+    }
+
     /// Sets the FIFO deduplication id (the message id, `iniesta_message_id`, when not set).
     pub fn deduplication_id(mut self, id: impl Into<String>) -> Self {
         self.deduplication_id = Some(id.into());
@@ -168,6 +182,7 @@ impl std::fmt::Debug for OutgoingMessage {
             .field("group_id", &self.group_id)
             .field("deduplication_id", &self.deduplication_id)
             .field("delay", &self.delay)
+            .field("aggregate_id", &self.aggregate_id)
             .finish()
     }
 }

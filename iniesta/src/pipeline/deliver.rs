@@ -23,6 +23,8 @@ use crate::{BoxError, Context, Message};
 /// How a handler run ended.
 enum Finish {
     Succeeded,
+    /// The inbox says the message was handled before: the handler did not run.
+    AlreadyProcessed,
     Failed(String),
     /// The handler returned a [`Permanent`] error: retrying cannot help.
     Permanent(String),
@@ -124,17 +126,29 @@ impl Pipeline {
             .instrument(trace::handler(&route.name))
             .await;
         drop(permit);
+        #[cfg(feature = "postgres")]
+        if self.inbox_of(route).is_some() {
+            crate::postgres::DeliveryDatabase::abandon(&ctx);
+        }
         *verdict = match &finish {
             Finish::Succeeded => Verdict::Success,
             Finish::Failed(_) | Finish::Panicked(_) | Finish::TimedOut(_) => Verdict::Failure,
             // The message's fault, or the lock's, or shutdown: not the downstream's.
-            Finish::Permanent(_) | Finish::LockLost | Finish::Stopped => Verdict::Neither,
+            Finish::Permanent(_)
+            | Finish::LockLost
+            | Finish::Stopped
+            | Finish::AlreadyProcessed => Verdict::Neither,
         };
         let how = match finish {
             Finish::Succeeded => {
                 self.metrics.handled();
                 report.outcome = Outcome::Handled;
                 Settle::Done
+            }
+            Finish::AlreadyProcessed => {
+                self.metrics.already_processed();
+                report.outcome = Outcome::AlreadyProcessed;
+                Settle::AlreadyDone
             }
             Finish::Stopped => {
                 self.metrics.returned();
@@ -229,7 +243,24 @@ impl Pipeline {
         // arguments is caught as well.
         // Follow-up messages go out inside the guard too: under the leases, the timeout and
         // the shutdown cut-off, and before the message is settled.
+        // A handler that takes a `Tx` runs in the delivery's transaction, its inbox row
+        // written first and its follow-up messages written to the outbox before the commit.
         let call = async {
+            #[cfg(feature = "postgres")]
+            let inbox = self.inbox_of(route);
+            #[cfg(feature = "postgres")]
+            if let Some(database) = inbox {
+                let key = message.idempotency_key();
+                let opened = database.open(ctx, &self.capabilities.name, key).await?;
+                if opened == crate::postgres::Opened::AlreadyProcessed {
+                    return Ok(Ran::AlreadyProcessed);
+                }
+                // Cut off (timeout, shutdown) while waiting on another copy's inbox row: the
+                // handler must not start in its cleanup window.
+                if ctx.is_cancelled() {
+                    return Err("cancelled before the handler started".into());
+                }
+            }
             route
                 .call(message.clone(), ctx.clone(), &self.states)
                 .await?;
@@ -238,7 +269,14 @@ impl Pipeline {
             if ctx.is_cancelled() {
                 return Err("cancelled: follow-up messages not sent".into());
             }
-            self.send_emitted(ctx).await
+            #[cfg(feature = "postgres")]
+            if let Some(database) = inbox {
+                let key = message.idempotency_key();
+                database.commit(ctx, &self.capabilities.name, key).await?;
+                return Ok(Ran::Handled);
+            }
+            self.send_emitted(ctx).await?;
+            Ok(Ran::Handled)
         };
         let mut handler = pin!(AssertUnwindSafe(call).catch_unwind());
         // A handler that finishes without waiting needs no lease keeper, timers or
@@ -267,6 +305,16 @@ impl Pipeline {
         ctx.cancel();
         let _ = tokio::time::timeout(CLEANUP_WINDOW, &mut handler).await;
         cut_off
+    }
+
+    /// The inbox `route` runs with, when its handler takes a `Tx`.
+    #[cfg(feature = "postgres")]
+    fn inbox_of(&self, route: &Route) -> Option<&crate::postgres::DeliveryDatabase> {
+        if !route.transactional {
+            return None;
+        }
+        // `build()` refuses a `Tx` handler without a database.
+        self.database.as_deref()
     }
 
     /// Sends what the handler emitted through `ctx`, now that it succeeded.
@@ -306,9 +354,23 @@ impl Pipeline {
     }
 }
 
-fn finish(result: Result<Result<(), BoxError>, Box<dyn Any + Send>>) -> Finish {
+/// What a handler run that did not fail did.
+enum Ran {
+    Handled,
+    #[cfg_attr(
+        not(feature = "postgres"),
+        allow(
+            dead_code,
+            reason = "only the inbox finds a message handled before it runs"
+        )
+    )]
+    AlreadyProcessed,
+}
+
+fn finish(result: Result<Result<Ran, BoxError>, Box<dyn Any + Send>>) -> Finish {
     match result {
-        Ok(Ok(())) => Finish::Succeeded,
+        Ok(Ok(Ran::Handled)) => Finish::Succeeded,
+        Ok(Ok(Ran::AlreadyProcessed)) => Finish::AlreadyProcessed,
         Ok(Err(error)) if Permanent::is_permanent(&*error) => {
             Finish::Permanent(error_chain(&*error))
         }

@@ -151,6 +151,9 @@ pub(crate) struct Pipeline {
     pub(crate) dead_letters: Option<DeadLetters>,
     /// Where handlers' follow-up messages go.
     pub(crate) producer: Option<Arc<dyn crate::producer::Producer>>,
+    /// The inbox and outbox of handlers that take a `Tx`.
+    #[cfg(feature = "postgres")]
+    pub(crate) database: Option<Arc<crate::postgres::DeliveryDatabase>>,
     /// Deliveries received and not yet settled; each [`Slot`](slot::Slot) takes one back.
     pub(crate) in_flight: Arc<InFlight>,
     /// Receiving stops while the lock cannot decide.

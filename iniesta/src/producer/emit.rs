@@ -44,6 +44,7 @@ impl Emitted {
     pub(crate) fn hold(
         &self,
         incoming: &Message,
+        handler: &str,
         to: Destination,
         mut message: OutgoingMessage,
     ) -> Result<(), EmitError> {
@@ -52,7 +53,7 @@ impl Emitted {
             return Err(EmitError::Finished);
         }
         if message.attribute_text(ids::MESSAGE_ID_ATTRIBUTE).is_none() {
-            let id = ids::emitted_id(incoming, held.messages.len());
+            let id = ids::emitted_id(incoming, handler, held.messages.len());
             message.set_attribute(ids::MESSAGE_ID_ATTRIBUTE, id);
         }
         ids::caused_by(&mut message, incoming);

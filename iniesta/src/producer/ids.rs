@@ -38,7 +38,7 @@ const EMIT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c52_9a0e_4c7b_8f55_2d1e_0b7
 /// Gives `message` whatever ids it lacks (a new message id; correlation and causation as for
 /// a first message) and the current span's trace context; on a FIFO queue its message id is
 /// its deduplication id unless one was set.
-#[cfg(feature = "sqs")]
+#[cfg(any(feature = "sqs", feature = "postgres"))]
 pub(crate) fn stamp(message: &mut OutgoingMessage, fifo: bool) {
     let id = match message.attribute_text(MESSAGE_ID_ATTRIBUTE) {
         Some(id) => id.to_owned(),
@@ -84,10 +84,11 @@ pub(crate) fn caused_by(message: &mut OutgoingMessage, incoming: &Message) {
     }
 }
 
-/// The id of the `index`-th message emitted while handling `incoming`: the same on every run
-/// of the handler for the same message.
-pub(crate) fn emitted_id(incoming: &Message, index: usize) -> String {
-    let name = format!("{}/{index}", incoming.idempotency_key());
+/// The id of the `index`-th message `handler` emitted while handling `incoming`: the same on
+/// every run of the handler for the same message, and different for another handler of the
+/// same message (an SNS publish fanned out to two services whose outboxes share a table).
+pub(crate) fn emitted_id(incoming: &Message, handler: &str, index: usize) -> String {
+    let name = format!("{}/{handler}/{index}", incoming.idempotency_key());
     Uuid::new_v5(&EMIT_NAMESPACE, name.as_bytes()).to_string()
 }
 
@@ -129,7 +130,8 @@ mod tests {
     #[test]
     fn emitted_ids_repeat_for_the_same_message_and_place() {
         let incoming = OutgoingMessage::new("A").into_message();
-        assert_eq!(emitted_id(&incoming, 0), emitted_id(&incoming, 0));
-        assert_ne!(emitted_id(&incoming, 0), emitted_id(&incoming, 1));
+        assert_eq!(emitted_id(&incoming, "h", 0), emitted_id(&incoming, "h", 0));
+        assert_ne!(emitted_id(&incoming, "h", 0), emitted_id(&incoming, "h", 1));
+        assert_ne!(emitted_id(&incoming, "h", 0), emitted_id(&incoming, "g", 0));
     }
 }

@@ -28,7 +28,7 @@ mod memory;
 mod sns;
 #[cfg(feature = "sqs")]
 mod sqs;
-mod validate;
+pub(crate) mod validate;
 
 use std::fmt;
 use std::sync::Arc;

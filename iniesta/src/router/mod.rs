@@ -32,6 +32,15 @@ pub(crate) struct Route {
     pub(crate) limit: Option<Arc<Semaphore>>,
     /// The size `limit` was made with, for the startup log (its permits come and go).
     pub(crate) limit_size: Option<NonZeroUsize>,
+    /// The handler takes the delivery's database transaction: it runs with the inbox.
+    #[cfg_attr(
+        not(feature = "postgres"),
+        allow(
+            dead_code,
+            reason = "only a `postgres` build has a transaction to take"
+        )
+    )]
+    pub(crate) transactional: bool,
 }
 
 impl Route {
@@ -160,6 +169,7 @@ impl Router {
             }
             let mut route = Route {
                 name: Arc::from(entry.location.name.as_str()),
+                transactional: entry.handler.uses_transaction(),
                 handler: entry.handler,
                 location: entry.location,
                 chain: None,

@@ -337,7 +337,7 @@ fn unpack(text: &str) -> Result<HashMap<String, AttributeValue>, UnpackError> {
 /// `text` within `max` bytes: when longer, cut at a character boundary and ended with `…`
 /// (counted in the `max`); with the characters SQS refuses in attribute values (control
 /// characters other than tab and line breaks, `U+FFFE`, `U+FFFF`) replaced by `U+FFFD`.
-fn clean_text(text: &str, max: usize) -> String {
+pub(crate) fn clean_text(text: &str, max: usize) -> String {
     let mut cleaned: String = text
         .chars()
         .map(|c| match c {

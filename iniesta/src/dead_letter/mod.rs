@@ -50,7 +50,7 @@
 //! # }
 //! ```
 
-mod letter;
+pub(crate) mod letter;
 mod permanent;
 #[cfg(feature = "sqs")]
 mod sqs;

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Database;
 use crate::DatabaseError;
+use crate::dead_letter::MAX_ERROR_LEN;
+use crate::dead_letter::letter::clean_text;
 use crate::producer::Producer;
 use claim::{Failed, Statements};
 use send::Sent;
@@ -38,8 +40,6 @@ const CONTENTION_FIRST: Duration = Duration::from_millis(10);
 const CLEAN_BATCH: i64 = 5_000;
 /// How often delivered rows past their retention are looked for.
 const CLEAN_EVERY: Duration = Duration::from_secs(600);
-/// Longest `last_error` kept: the cause, not a whole response.
-const MAX_ERROR_LEN: usize = 1_000;
 /// Longest a round's sends may take. The round's transaction holds its rows (and a
 /// connection) meanwhile, and a stop waits for the round: a broker that hangs must not hold
 /// them forever. Past it the round rolls back and its rows are sent again later, with the
@@ -325,7 +325,9 @@ impl OutboxRelay {
             .iter()
             .map(|failure| Failed {
                 seq: failure.seq,
-                error: truncated(&failure.error),
+                // The dead letters' rule: cut to length, control characters (PostgreSQL's text
+                // refuses NUL) replaced.
+                error: clean_text(&failure.error, MAX_ERROR_LEN),
                 retry_in: retry_pause(failure.attempts),
             })
             .collect();
@@ -360,29 +362,31 @@ impl OutboxRelay {
             .delivered
             .increment(sent.delivered.len() as u64);
         self.counters.failed.increment(failed.len() as u64);
-        for (failure, marked) in sent.failed.iter().zip(failed) {
-            tracing::debug!(
-                seq = failure.seq,
-                message_id = %failure.message_id,
-                destination = %failure.destination,
-                attempts = failure.attempts + 1,
-                retry_in = ?marked.retry_in,
-                error = %failure.error,
-                "outbox message not sent"
-            );
-        }
         // A message that cannot go through as it is holds its aggregate back until someone
-        // fixes the row or the destination: said at error level, once per try.
-        for (failure, marked) in sent.failed.iter().zip(failed).filter(|(f, _)| !f.retryable) {
-            tracing::error!(
-                seq = failure.seq,
-                message_id = %failure.message_id,
-                destination = %failure.destination,
-                attempts = failure.attempts + 1,
-                retry_in = ?marked.retry_in,
-                error = %failure.error,
-                "outbox message refused: it and the later messages of its aggregate wait until the row or the destination is fixed (or the row deleted)"
-            );
+        // fixes the row or the destination: said at error level, once per try; the rest at
+        // debug level (the round's warning below sums them up).
+        for (failure, marked) in sent.failed.iter().zip(failed) {
+            if failure.retryable {
+                tracing::debug!(
+                    seq = failure.seq,
+                    message_id = %failure.message_id,
+                    destination = %failure.destination,
+                    attempts = failure.attempts + 1,
+                    retry_in = ?marked.retry_in,
+                    error = %failure.error,
+                    "outbox message not sent"
+                );
+            } else {
+                tracing::error!(
+                    seq = failure.seq,
+                    message_id = %failure.message_id,
+                    destination = %failure.destination,
+                    attempts = failure.attempts + 1,
+                    retry_in = ?marked.retry_in,
+                    error = %failure.error,
+                    "outbox message refused: it and the later messages of its aggregate wait until the row or the destination is fixed (or the row deleted)"
+                );
+            }
         }
         // One line per round, not per message: a broker outage fails every row.
         if let (Some(first), Some(marked)) = (sent.failed.first(), failed.first()) {
@@ -447,20 +451,6 @@ fn retry_pause(attempts: i32) -> Duration {
     crate::backoff::exponential(RETRY_FIRST, RETRY_MAX)
         .nth(doublings)
         .unwrap_or(RETRY_MAX)
-}
-
-/// `error` cut to [`MAX_ERROR_LEN`] bytes, on a character boundary.
-fn truncated(error: &str) -> String {
-    // PostgreSQL's text refuses NUL: one in an error would fail the round's marks.
-    let error = error.replace('\0', " ");
-    if error.len() <= MAX_ERROR_LEN {
-        return error;
-    }
-    let mut end = MAX_ERROR_LEN;
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &error[..end])
 }
 
 /// An error and its sources, `: `-separated, for one log field.
@@ -533,14 +523,5 @@ mod tests {
         let late = retry_pause(40);
         assert!(late >= RETRY_MAX && late <= RETRY_MAX * 2, "{late:?}");
         assert!(retry_pause(-1) <= RETRY_FIRST * 2, "a hand-edited count");
-    }
-
-    #[test]
-    fn long_errors_are_cut_on_a_character_boundary() {
-        let long = "é".repeat(MAX_ERROR_LEN);
-        let cut = truncated(&long);
-        assert!(cut.len() <= MAX_ERROR_LEN + 3);
-        assert!(cut.ends_with("..."));
-        assert_eq!(truncated("short"), "short");
     }
 }
